@@ -1,0 +1,234 @@
+//! Kafka client construction and topic management.
+//!
+//! Every client starts from [`base_config`]: the brokers, the settings scimtrail
+//! relies on, then the operator's librdkafka pass-through properties applied
+//! last, so TLS, SASL and tuning need no code change.
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
+
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::KafkaError;
+use rdkafka::types::RDKafkaErrorCode;
+use rdkafka::ClientConfig;
+
+use crate::config::{ConfigError, KafkaConfig, TopicsConfig};
+
+#[derive(Debug, thiserror::Error)]
+pub enum KafkaSetupError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("kafka: {context}: {source}")]
+    Kafka {
+        context: String,
+        #[source]
+        source: KafkaError,
+    },
+    #[error("topic `{topic}`: {reason}")]
+    Topic { topic: String, reason: String },
+}
+
+impl KafkaSetupError {
+    pub fn kafka(context: impl Into<String>, source: KafkaError) -> Self {
+        KafkaSetupError::Kafka {
+            context: context.into(),
+            source,
+        }
+    }
+}
+
+/// Brokers plus the operator's pass-through properties (applied last).
+pub fn base_config(cfg: &KafkaConfig) -> Result<ClientConfig, ConfigError> {
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", &cfg.brokers);
+    for (k, v) in cfg.librdkafka_properties()? {
+        c.set(k, v);
+    }
+    Ok(c)
+}
+
+/// Consumer settings for an exactly-once loop: read_committed, no automatic
+/// commits (offsets are committed inside the producer's transaction).
+pub fn transactional_consumer_config(cfg: &KafkaConfig, group_id: &str) -> Result<ClientConfig, ConfigError> {
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", &cfg.brokers)
+        .set("group.id", group_id)
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .set("isolation.level", "read_committed")
+        .set("auto.offset.reset", "earliest")
+        .set("enable.partition.eof", "false")
+        .set("client.id", format!("{group_id}-{}", cfg.instance_id()));
+    for (k, v) in cfg.librdkafka_properties()? {
+        c.set(k, v);
+    }
+    Ok(c)
+}
+
+/// Settings of a plain (non-transactional, idempotent) producer.
+pub fn producer_config(cfg: &KafkaConfig) -> Result<ClientConfig, ConfigError> {
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", &cfg.brokers)
+        .set("partitioner", "murmur2_random")
+        .set("enable.idempotence", "true")
+        .set("linger.ms", "5");
+    for (k, v) in cfg.librdkafka_properties()? {
+        c.set(k, v);
+    }
+    Ok(c)
+}
+
+/// Transactional producer settings. The transactional id is stable per instance
+/// and loop, so a restarted instance fences its predecessor and aborts its open
+/// transaction immediately instead of stalling read_committed readers until the
+/// transaction times out.
+pub fn transactional_producer_config(cfg: &KafkaConfig, transactional_id: &str) -> Result<ClientConfig, ConfigError> {
+    let mut c = base_config(cfg)?;
+    // Java clients hash keys with murmur2; matching them keeps a key on the same
+    // partition whichever client produced it.
+    c.set("partitioner", "murmur2_random")
+        .set("transactional.id", transactional_id)
+        .set("enable.idempotence", "true")
+        .set("transaction.timeout.ms", cfg.transaction_timeout_ms.to_string())
+        .set("linger.ms", "5")
+        .set("client.id", transactional_id);
+    for (k, v) in cfg.librdkafka_properties()? {
+        c.set(k, v);
+    }
+    Ok(c)
+}
+
+/// Settings of a topic to create.
+#[derive(Debug, Clone)]
+pub struct TopicSpec {
+    pub name: String,
+    pub partitions: i32,
+    pub replication_factor: i32,
+    pub settings: BTreeMap<String, String>,
+}
+
+/// What [`ensure_topics`] found or did for one topic.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TopicStatus {
+    Created,
+    Exists { partitions: i32 },
+}
+
+/// The public topics, with the configured partitions and settings. The DLQ keeps
+/// the original bytes for replay, so it is created with the same settings.
+pub fn pipeline_topics(t: &TopicsConfig) -> Vec<TopicSpec> {
+    t.all()
+        .iter()
+        .map(|name| TopicSpec {
+            name: name.to_string(),
+            partitions: t.partitions,
+            replication_factor: t.replication_factor,
+            settings: t.settings.clone(),
+        })
+        .collect()
+}
+
+/// Creates the topics that do not exist yet; existing topics are left as they
+/// are and reported with their partition count.
+pub async fn ensure_topics(cfg: &KafkaConfig, specs: &[TopicSpec]) -> Result<Vec<(String, TopicStatus)>, KafkaSetupError> {
+    let admin: AdminClient<DefaultClientContext> = base_config(cfg)?
+        .create()
+        .map_err(|e| KafkaSetupError::kafka("create admin client", e))?;
+    let new: Vec<NewTopic<'_>> = specs
+        .iter()
+        .map(|s| {
+            let mut t = NewTopic::new(&s.name, s.partitions, TopicReplication::Fixed(s.replication_factor));
+            for (k, v) in &s.settings {
+                t = t.set(k, v);
+            }
+            t
+        })
+        .collect();
+    let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
+    let results = admin
+        .create_topics(new.iter(), &opts)
+        .await
+        .map_err(|e| KafkaSetupError::kafka("create topics", e))?;
+    let mut created = HashMap::new();
+    for r in results {
+        match r {
+            Ok(name) => {
+                created.insert(name, true);
+            }
+            Err((name, RDKafkaErrorCode::TopicAlreadyExists)) => {
+                created.insert(name, false);
+            }
+            Err((name, code)) => {
+                return Err(KafkaSetupError::Topic {
+                    topic: name,
+                    reason: format!("cannot create: {code}"),
+                })
+            }
+        }
+    }
+    let names: Vec<&str> = specs.iter().map(|s| s.name.as_str()).collect();
+    let counts = {
+        let cfg = cfg.clone();
+        let names: Vec<String> = names.iter().map(|s| s.to_string()).collect();
+        tokio::task::spawn_blocking(move || partition_counts(&cfg, &names))
+            .await
+            .map_err(|e| KafkaSetupError::Topic {
+                topic: "*".into(),
+                reason: format!("metadata task failed: {e}"),
+            })??
+    };
+    Ok(specs
+        .iter()
+        .map(|s| {
+            let status = if created.get(&s.name).copied().unwrap_or(false) {
+                TopicStatus::Created
+            } else {
+                TopicStatus::Exists {
+                    partitions: counts.get(&s.name).copied().unwrap_or(0),
+                }
+            };
+            (s.name.clone(), status)
+        })
+        .collect())
+}
+
+/// Partition counts of the given topics (blocking). A topic that does not exist
+/// is an error naming it.
+pub fn partition_counts(cfg: &KafkaConfig, topics: &[String]) -> Result<HashMap<String, i32>, KafkaSetupError> {
+    let consumer: BaseConsumer = base_config(cfg)?
+        .create()
+        .map_err(|e| KafkaSetupError::kafka("create metadata client", e))?;
+    let mut out = HashMap::new();
+    for topic in topics {
+        // Freshly created topics can take a moment to appear in metadata.
+        let mut last_err = None;
+        for _ in 0..20 {
+            match consumer.fetch_metadata(Some(topic), Duration::from_secs(10)) {
+                Ok(md) => {
+                    let Some(t) = md.topics().iter().find(|t| t.name() == topic) else {
+                        last_err = Some("absent from metadata".to_string());
+                        continue;
+                    };
+                    if let Some(err) = t.error() {
+                        last_err = Some(format!("{:?}", RDKafkaErrorCode::from(err)));
+                        std::thread::sleep(Duration::from_millis(250));
+                        continue;
+                    }
+                    out.insert(topic.clone(), t.partitions().len() as i32);
+                    last_err = None;
+                    break;
+                }
+                Err(e) => return Err(KafkaSetupError::kafka(format!("metadata of {topic}"), e)),
+            }
+        }
+        if let Some(reason) = last_err {
+            return Err(KafkaSetupError::Topic {
+                topic: topic.clone(),
+                reason: format!("not available: {reason} (create it with `scimtrail topics ensure`)"),
+            });
+        }
+    }
+    Ok(out)
+}

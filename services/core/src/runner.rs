@@ -1,0 +1,661 @@
+//! The exactly-once consume → transform → produce loop shared by ingest, the
+//! enricher and the detector.
+//!
+//! **Guarantee.** Each input record's outputs (or its dead letter) and the
+//! consumer offset past it are written in one Kafka transaction: readers with
+//! `isolation.level=read_committed` see every input's effect exactly once, across
+//! crashes, restarts and rebalances. This is the loop of rust-rdkafka's
+//! transactions example: `init_transactions` once; per batch
+//! `begin_transaction`, produce, `send_offsets_to_transaction` with
+//! *last processed + 1* and the consumer's group metadata (KIP-447 fencing), and
+//! `commit_transaction`.
+//!
+//! **Failures.** Errors are classified by librdkafka: *retriable* calls are
+//! retried, errors that *require abort* abort the transaction, roll the stage's
+//! state back ([`Stage::abort`]) and rewind the consumer to the batch's first
+//! offsets so the batch is processed again; *fatal* errors (e.g. this producer
+//! was fenced by a newer instance with the same transactional id) end the loop
+//! with an error and the process exits for its supervisor to restart it.
+//!
+//! **Poison.** A record the stage rejects ([`Poison`]) goes to the dead-letter
+//! topic, with its original key and bytes and the reason in headers, inside the
+//! same transaction, so it is never lost, never retried forever, and the records
+//! around it flow on.
+//!
+//! **Rebalances.** Rebalance callbacks run only inside `poll`, and the loop never
+//! polls while a transaction is open, so a revocation never splits a
+//! transaction; records already buffered from a revoked partition are dropped
+//! unprocessed (the new owner reads them from the committed offset).
+//!
+//! **Ordering.** Records of one input partition are processed in offset order;
+//! outputs keep that order within their output partition.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance};
+use rdkafka::error::KafkaError;
+use rdkafka::message::{Header, Headers, OwnedHeaders, OwnedMessage};
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use rdkafka::types::RDKafkaErrorCode;
+use rdkafka::{ClientContext, Message, Offset, TopicPartitionList};
+use tokio_util::sync::CancellationToken;
+
+use crate::admin::TaskHealth;
+use crate::config::KafkaConfig;
+pub use crate::dlq::Poison;
+use crate::metrics::RunnerMetrics;
+
+/// One input record as the stage sees it.
+#[derive(Debug, Clone, Copy)]
+pub struct InputRecord<'a> {
+    pub topic: &'a str,
+    pub partition: i32,
+    pub offset: i64,
+    pub key: Option<&'a [u8]>,
+    pub payload: Option<&'a [u8]>,
+    /// Kafka record timestamp, milliseconds since the epoch.
+    pub timestamp: Option<i64>,
+}
+
+/// One record to produce.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Output {
+    pub topic: String,
+    pub key: Option<Vec<u8>>,
+    pub payload: Vec<u8>,
+    /// An explicit partition; `None` lets the partitioner choose by key.
+    pub partition: Option<i32>,
+    pub headers: Vec<(String, Vec<u8>)>,
+}
+
+/// A pure transformation from input records to output records. The runner owns
+/// Kafka, offsets, transactions, dead letters and metrics; a stage holds none of
+/// them and is unit-tested without a broker.
+pub trait Stage: Send {
+    /// Transforms one record, appending its outputs to `out`. An `Err` sends the
+    /// record to the dead-letter topic instead; any outputs appended before the
+    /// error are discarded.
+    fn process(&mut self, record: &InputRecord<'_>, out: &mut Vec<Output>) -> Result<(), Poison>;
+
+    /// The transaction holding everything since the last commit is durable.
+    fn commit(&mut self) {}
+
+    /// The transaction aborted: restore the state as of the last commit, the
+    /// records since then will be processed again.
+    fn abort(&mut self) {}
+
+    /// Partitions now owned by this instance.
+    fn partitions_assigned(&mut self, _partitions: &[(String, i32)]) {}
+
+    /// Partitions taken away: drop their state, another instance owns them now.
+    fn partitions_revoked(&mut self, _partitions: &[(String, i32)]) {}
+}
+
+/// What one loop consumes and where it sends dead letters.
+#[derive(Debug, Clone)]
+pub struct RunnerSpec {
+    /// Task name: metric label, log field and part of the transactional id.
+    pub task: String,
+    /// The service rejecting poison records (DLQ header).
+    pub stage: String,
+    pub group_id: String,
+    pub input_topics: Vec<String>,
+    pub dlq_topic: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunnerError {
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    #[error("kafka ({context}): {source}")]
+    Kafka {
+        context: &'static str,
+        #[source]
+        source: KafkaError,
+    },
+    #[error("fatal transaction error ({context}): {source}; another instance with transactional id `{transactional_id}` may have fenced this one")]
+    Fatal {
+        context: &'static str,
+        transactional_id: String,
+        #[source]
+        source: KafkaError,
+    },
+}
+
+#[derive(Debug)]
+enum RebalanceEvent {
+    Assigned(Vec<(String, i32)>),
+    Revoked(Vec<(String, i32)>),
+}
+
+struct RunnerContext {
+    events: Mutex<Vec<RebalanceEvent>>,
+}
+
+fn tpl_partitions(tpl: &TopicPartitionList) -> Vec<(String, i32)> {
+    tpl.elements()
+        .iter()
+        .map(|e| (e.topic().to_string(), e.partition()))
+        .collect()
+}
+
+impl ClientContext for RunnerContext {}
+
+impl ConsumerContext for RunnerContext {
+    fn pre_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Revoke(tpl) = rebalance {
+            if let Ok(mut ev) = self.events.lock() {
+                ev.push(RebalanceEvent::Revoked(tpl_partitions(tpl)));
+            }
+        }
+    }
+
+    fn post_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Assign(tpl) = rebalance {
+            if let Ok(mut ev) = self.events.lock() {
+                ev.push(RebalanceEvent::Assigned(tpl_partitions(tpl)));
+            }
+        }
+    }
+}
+
+/// How a transactional API error is handled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ErrorClass {
+    Retriable,
+    Abort,
+    Fatal,
+}
+
+fn classify(e: &KafkaError) -> ErrorClass {
+    match e {
+        KafkaError::Transaction(rd) if rd.is_fatal() => ErrorClass::Fatal,
+        KafkaError::Transaction(rd) if rd.txn_requires_abort() => ErrorClass::Abort,
+        KafkaError::Transaction(rd) if rd.is_retriable() => ErrorClass::Retriable,
+        // A produce failure before commit (e.g. message too large) poisons only
+        // this transaction.
+        KafkaError::MessageProduction(_) => ErrorClass::Abort,
+        _ => ErrorClass::Fatal,
+    }
+}
+
+/// The loop: owns one consumer and one transactional producer.
+pub struct Runner<S: Stage> {
+    spec: RunnerSpec,
+    stage: S,
+    consumer: BaseConsumer<RunnerContext>,
+    producer: BaseProducer,
+    transactional_id: String,
+    metrics: RunnerMetrics,
+    health: Arc<TaskHealth>,
+    batch_max: usize,
+    batch_wait: Duration,
+    op_timeout: Duration,
+    assigned: usize,
+}
+
+/// Outcome of one batch.
+enum BatchOutcome {
+    Committed,
+    Aborted,
+}
+
+impl<S: Stage> Runner<S> {
+    /// Creates the clients and initialises transactions (fencing any previous
+    /// incarnation with the same transactional id). Blocking.
+    pub fn new(
+        spec: RunnerSpec,
+        kafka: &KafkaConfig,
+        stage: S,
+        metrics: RunnerMetrics,
+        health: Arc<TaskHealth>,
+    ) -> Result<Self, RunnerError> {
+        let transactional_id = format!("{}-{}", spec.group_id, kafka.instance_id());
+        let consumer: BaseConsumer<RunnerContext> =
+            crate::kafka::transactional_consumer_config(kafka, &spec.group_id)?
+                .create_with_context(RunnerContext {
+                    events: Mutex::new(Vec::new()),
+                })
+                .map_err(|source| RunnerError::Kafka {
+                    context: "create consumer",
+                    source,
+                })?;
+        let producer: BaseProducer = crate::kafka::transactional_producer_config(kafka, &transactional_id)?
+            .create()
+            .map_err(|source| RunnerError::Kafka {
+                context: "create producer",
+                source,
+            })?;
+        let op_timeout = Duration::from_millis(kafka.operation_timeout_ms);
+        let mut attempt = 0;
+        loop {
+            match producer.init_transactions(op_timeout) {
+                Ok(()) => break,
+                Err(e) if classify(&e) == ErrorClass::Retriable && attempt < 10 => {
+                    attempt += 1;
+                    tracing::warn!(message = "init_transactions failed; retrying", task = %spec.task, error = %e);
+                    std::thread::sleep(Duration::from_secs(1));
+                }
+                Err(source) => {
+                    return Err(RunnerError::Kafka {
+                        context: "init transactions",
+                        source,
+                    })
+                }
+            }
+        }
+        let topics: Vec<&str> = spec.input_topics.iter().map(String::as_str).collect();
+        consumer.subscribe(&topics).map_err(|source| RunnerError::Kafka {
+            context: "subscribe",
+            source,
+        })?;
+        tracing::info!(
+            message = "runner started",
+            task = %spec.task,
+            group_id = %spec.group_id,
+            transactional_id = %transactional_id,
+            input = ?spec.input_topics,
+        );
+        Ok(Runner {
+            batch_max: kafka.batch_max_messages,
+            batch_wait: Duration::from_millis(kafka.batch_max_wait_ms),
+            op_timeout,
+            spec,
+            stage,
+            consumer,
+            producer,
+            transactional_id,
+            metrics,
+            health,
+            assigned: 0,
+        })
+    }
+
+    /// Runs until `shutdown` is cancelled (then returns `Ok` after the batch in
+    /// hand is committed) or a fatal error occurs. Blocking.
+    pub fn run(mut self, shutdown: CancellationToken) -> Result<(), RunnerError> {
+        while !shutdown.is_cancelled() {
+            self.health.beat();
+            let batch = self.collect_batch(&shutdown);
+            if batch.is_empty() {
+                continue;
+            }
+            let started = Instant::now();
+            match self.process_batch(&batch)? {
+                BatchOutcome::Committed => {
+                    self.metrics
+                        .batch_seconds
+                        .with_label_values(&[&self.spec.task])
+                        .observe(started.elapsed().as_secs_f64());
+                }
+                BatchOutcome::Aborted => {
+                    // Give a broker-side problem a moment before retrying.
+                    std::thread::sleep(Duration::from_millis(200));
+                }
+            }
+        }
+        tracing::info!(message = "runner stopping; leaving consumer group", task = %self.spec.task);
+        self.consumer.unsubscribe();
+        self.health.set_ready(false);
+        Ok(())
+    }
+
+    fn task(&self) -> &str {
+        &self.spec.task
+    }
+
+    /// Applies rebalance events seen during the last poll; drops buffered
+    /// records of revoked partitions.
+    fn apply_rebalances(&mut self, batch: &mut Vec<OwnedMessage>) {
+        let events: Vec<RebalanceEvent> = match self.consumer.context().events.lock() {
+            Ok(mut ev) => ev.drain(..).collect(),
+            Err(_) => return,
+        };
+        for ev in events {
+            match ev {
+                RebalanceEvent::Assigned(parts) => {
+                    self.assigned += parts.len();
+                    self.metrics
+                        .rebalances
+                        .with_label_values(&[self.task(), "assign"])
+                        .inc();
+                    tracing::info!(message = "partitions assigned", task = %self.spec.task, partitions = ?parts);
+                    self.stage.partitions_assigned(&parts);
+                    self.health.set_ready(true);
+                }
+                RebalanceEvent::Revoked(parts) => {
+                    self.assigned = self.assigned.saturating_sub(parts.len());
+                    self.metrics
+                        .rebalances
+                        .with_label_values(&[self.task(), "revoke"])
+                        .inc();
+                    tracing::info!(message = "partitions revoked", task = %self.spec.task, partitions = ?parts);
+                    batch.retain(|m| !parts.iter().any(|(t, p)| t == m.topic() && *p == m.partition()));
+                    self.stage.partitions_revoked(&parts);
+                }
+            }
+            self.metrics
+                .assigned_partitions
+                .with_label_values(&[&self.spec.task])
+                .set(self.assigned as i64);
+        }
+    }
+
+    fn collect_batch(&mut self, shutdown: &CancellationToken) -> Vec<OwnedMessage> {
+        let mut batch: Vec<OwnedMessage> = Vec::new();
+        let mut deadline: Option<Instant> = None;
+        while batch.len() < self.batch_max && !shutdown.is_cancelled() {
+            let timeout = match deadline {
+                None => Duration::from_millis(500),
+                Some(d) => match d.checked_duration_since(Instant::now()) {
+                    Some(left) if !left.is_zero() => left,
+                    _ => break,
+                },
+            };
+            let polled = self.consumer.poll(timeout).map(|r| r.map(|m| m.detach()));
+            self.apply_rebalances(&mut batch);
+            match polled {
+                None => {
+                    if deadline.is_none() {
+                        // Idle: return so the caller beats and checks shutdown.
+                        break;
+                    }
+                }
+                Some(Ok(m)) => {
+                    if deadline.is_none() {
+                        deadline = Some(Instant::now() + self.batch_wait);
+                    }
+                    batch.push(m);
+                }
+                Some(Err(e)) => {
+                    tracing::warn!(message = "consumer error", task = %self.spec.task, error = %e);
+                }
+            }
+        }
+        batch
+    }
+
+    fn process_batch(&mut self, batch: &[OwnedMessage]) -> Result<BatchOutcome, RunnerError> {
+        if let Err(e) = self.producer.begin_transaction() {
+            return Err(RunnerError::Fatal {
+                context: "begin transaction",
+                transactional_id: self.transactional_id.clone(),
+                source: e,
+            });
+        }
+        // First and last offsets per partition: the last for the commit, the
+        // first to rewind to after an abort.
+        let mut offsets: BTreeMap<(String, i32), (i64, i64)> = BTreeMap::new();
+        let mut produced: HashMap<String, u64> = HashMap::new();
+        let mut dead: HashMap<&'static str, u64> = HashMap::new();
+        let mut out = Vec::new();
+        let mut produce_error = None;
+        for m in batch {
+            let record = InputRecord {
+                topic: m.topic(),
+                partition: m.partition(),
+                offset: m.offset(),
+                key: m.key(),
+                payload: m.payload(),
+                timestamp: m.timestamp().to_millis(),
+            };
+            offsets
+                .entry((m.topic().to_string(), m.partition()))
+                .and_modify(|(_, last)| *last = m.offset())
+                .or_insert((m.offset(), m.offset()));
+            self.metrics
+                .consumed
+                .with_label_values(&[&self.spec.task, m.topic()])
+                .inc();
+            out.clear();
+            let result = self.stage.process(&record, &mut out);
+            let sent = match result {
+                Ok(()) => {
+                    let mut r = Ok(());
+                    for o in &out {
+                        r = self.send(&o.topic, o.key.as_deref(), &o.payload, o.partition, &o.headers);
+                        if r.is_err() {
+                            break;
+                        }
+                        *produced.entry(o.topic.clone()).or_default() += 1;
+                    }
+                    r
+                }
+                Err(poison) => {
+                    tracing::warn!(
+                        message = "record rejected to the dead-letter topic",
+                        task = %self.spec.task,
+                        topic = m.topic(),
+                        partition = m.partition(),
+                        offset = m.offset(),
+                        kind = poison.kind,
+                        reason = %poison.reason,
+                    );
+                    *dead.entry(poison.kind).or_default() += 1;
+                    let headers = self.dlq_headers(m, &poison);
+                    let dlq = self.spec.dlq_topic.clone();
+                    let r = self.send(&dlq, m.key(), m.payload().unwrap_or_default(), None, &headers);
+                    if r.is_ok() {
+                        *produced.entry(dlq).or_default() += 1;
+                    }
+                    r
+                }
+            };
+            if let Err(e) = sent {
+                produce_error = Some(e);
+                break;
+            }
+        }
+        let result = match produce_error {
+            Some(e) => Err(("produce", e)),
+            None => self.commit(&offsets),
+        };
+        match result {
+            Ok(()) => {
+                self.stage.commit();
+                self.metrics
+                    .transactions
+                    .with_label_values(&[&self.spec.task, "committed"])
+                    .inc();
+                for (topic, n) in produced {
+                    self.metrics
+                        .produced
+                        .with_label_values(&[&self.spec.task, &topic])
+                        .inc_by(n);
+                }
+                for (kind, n) in dead {
+                    self.metrics
+                        .dead_letters
+                        .with_label_values(&[&self.spec.task, kind])
+                        .inc_by(n);
+                }
+                Ok(BatchOutcome::Committed)
+            }
+            Err((context, e)) => match classify(&e) {
+                ErrorClass::Fatal => Err(RunnerError::Fatal {
+                    context,
+                    transactional_id: self.transactional_id.clone(),
+                    source: e,
+                }),
+                ErrorClass::Abort | ErrorClass::Retriable => {
+                    tracing::warn!(message = "aborting transaction; the batch will be processed again", task = %self.spec.task, context, error = %e);
+                    self.abort(&offsets)?;
+                    Ok(BatchOutcome::Aborted)
+                }
+            },
+        }
+    }
+
+    fn commit(&self, offsets: &BTreeMap<(String, i32), (i64, i64)>) -> Result<(), (&'static str, KafkaError)> {
+        let mut tpl = TopicPartitionList::new();
+        for ((topic, partition), (_, last)) in offsets {
+            tpl.add_partition_offset(topic, *partition, Offset::Offset(last + 1))
+                .map_err(|e| ("build offsets", e))?;
+        }
+        let Some(cgm) = self.consumer.group_metadata() else {
+            // Only a consumer without a group lacks metadata: a configuration bug.
+            return Err(("group metadata", KafkaError::ConsumerCommit(RDKafkaErrorCode::State)));
+        };
+        self.retrying("send offsets", || {
+            self.producer
+                .send_offsets_to_transaction(&tpl, &cgm, self.op_timeout)
+        })?;
+        self.retrying("commit transaction", || self.producer.commit_transaction(self.op_timeout))
+    }
+
+    /// Retries a transactional call while librdkafka says it is retriable.
+    fn retrying(
+        &self,
+        context: &'static str,
+        mut f: impl FnMut() -> Result<(), KafkaError>,
+    ) -> Result<(), (&'static str, KafkaError)> {
+        let mut attempts = 0;
+        loop {
+            match f() {
+                Ok(()) => return Ok(()),
+                Err(e) if classify(&e) == ErrorClass::Retriable && attempts < 5 => {
+                    attempts += 1;
+                    tracing::warn!(message = "retriable transaction error; retrying", task = %self.spec.task, context, error = %e);
+                    std::thread::sleep(Duration::from_millis(100 * attempts));
+                }
+                Err(e) => return Err((context, e)),
+            }
+        }
+    }
+
+    fn abort(&mut self, offsets: &BTreeMap<(String, i32), (i64, i64)>) -> Result<(), RunnerError> {
+        if let Err(e) = self.producer.abort_transaction(self.op_timeout) {
+            return Err(RunnerError::Fatal {
+                context: "abort transaction",
+                transactional_id: self.transactional_id.clone(),
+                source: e,
+            });
+        }
+        self.stage.abort();
+        self.metrics
+            .transactions
+            .with_label_values(&[&self.spec.task, "aborted"])
+            .inc();
+        for ((topic, partition), (first, _)) in offsets {
+            if let Err(e) = self
+                .consumer
+                .seek(topic, *partition, Offset::Offset(*first), self.op_timeout)
+            {
+                // The partition may have been revoked meanwhile; its new owner
+                // starts from the committed offset anyway.
+                tracing::warn!(message = "cannot rewind partition after abort", task = %self.spec.task, topic, partition, error = %e);
+            }
+        }
+        Ok(())
+    }
+
+    fn dlq_headers(&self, m: &OwnedMessage, poison: &Poison) -> Vec<(String, Vec<u8>)> {
+        let mut h = vec![
+            (crate::dlq::REASON.to_string(), poison.reason.clone().into_bytes()),
+            (crate::dlq::KIND.to_string(), poison.kind.as_bytes().to_vec()),
+            (crate::dlq::STAGE.to_string(), self.spec.stage.clone().into_bytes()),
+            (crate::dlq::SOURCE_TOPIC.to_string(), m.topic().as_bytes().to_vec()),
+            (
+                crate::dlq::SOURCE_PARTITION.to_string(),
+                m.partition().to_string().into_bytes(),
+            ),
+            (crate::dlq::SOURCE_OFFSET.to_string(), m.offset().to_string().into_bytes()),
+            (
+                crate::dlq::TIME.to_string(),
+                chrono::Utc::now()
+                    .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+                    .into_bytes(),
+            ),
+        ];
+        // Keep the original headers after ours, for full fidelity on replay.
+        if let Some(orig) = m.headers() {
+            for hd in orig.iter() {
+                h.push((hd.key.to_string(), hd.value.unwrap_or_default().to_vec()));
+            }
+        }
+        h
+    }
+
+    /// Produces one record, waiting (never dropping) while the local queue is full.
+    fn send(
+        &self,
+        topic: &str,
+        key: Option<&[u8]>,
+        payload: &[u8],
+        partition: Option<i32>,
+        headers: &[(String, Vec<u8>)],
+    ) -> Result<(), KafkaError> {
+        let mut hdrs = OwnedHeaders::new_with_capacity(headers.len());
+        for (k, v) in headers {
+            hdrs = hdrs.insert(Header {
+                key: k,
+                value: Some(v.as_slice()),
+            });
+        }
+        let mut record: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(topic).payload(payload).headers(hdrs);
+        if let Some(k) = key {
+            record = record.key(k);
+        }
+        if let Some(p) = partition {
+            record = record.partition(p);
+        }
+        let mut blocked = false;
+        loop {
+            match self.producer.send(record) {
+                Ok(()) => break,
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
+                    if !blocked {
+                        blocked = true;
+                        self.health.set_backpressure(true);
+                        self.metrics
+                            .backpressure
+                            .with_label_values(&[&self.spec.task])
+                            .set(1);
+                    }
+                    self.producer.poll(Duration::from_millis(100));
+                    self.health.beat();
+                    record = r;
+                }
+                Err((e, _)) => return Err(e),
+            }
+        }
+        if blocked {
+            self.health.set_backpressure(false);
+            self.metrics
+                .backpressure
+                .with_label_values(&[&self.spec.task])
+                .set(0);
+        }
+        self.producer.poll(Duration::ZERO);
+        Ok(())
+    }
+}
+
+/// Runs a stage's loop on a blocking thread until shutdown or a fatal error.
+pub async fn spawn<S: Stage + 'static>(
+    spec: RunnerSpec,
+    kafka: KafkaConfig,
+    stage: S,
+    metrics: RunnerMetrics,
+    health: Arc<TaskHealth>,
+    shutdown: CancellationToken,
+) -> Result<(), RunnerError> {
+    let task = spec.task.clone();
+    let joined = tokio::task::spawn_blocking(move || {
+        let runner = Runner::new(spec, &kafka, stage, metrics, health)?;
+        runner.run(shutdown)
+    })
+    .await;
+    match joined {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::error!(message = "runner thread panicked", task = %task, error = %e);
+            Err(RunnerError::Kafka {
+                context: "runner thread",
+                source: KafkaError::Canceled,
+            })
+        }
+    }
+}

@@ -1,0 +1,364 @@
+//! `AuditEvent` → `EnrichedAuditEvent`: the enricher stage. Pure; no Kafka here.
+
+use std::collections::HashMap;
+
+use prometheus::{IntCounterVec, IntGauge, Registry};
+use serde_json::Value;
+
+use scimtrail_core::runner::{InputRecord, Output, Poison, Stage};
+use scimtrail_core::schema::avro::Codecs;
+use scimtrail_core::schema::{AuditAction, AuditEvent, EnrichedAuditEvent, Outcome};
+use scimtrail_core::state::TxState;
+
+use crate::config::EnricherConfig;
+use crate::diff::diff;
+
+/// Last known state of one resource and the partition that owns it.
+#[derive(Debug, Clone)]
+struct Known {
+    partition: i32,
+    resource: Value,
+}
+
+pub struct Enricher {
+    config: EnricherConfig,
+    codecs: Codecs,
+    output_topic: String,
+    state: TxState<String, Known>,
+    partial: IntCounterVec,
+    resources: IntGauge,
+    clock: fn() -> i64,
+}
+
+fn wall_clock_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+impl Enricher {
+    pub fn new(config: EnricherConfig, codecs: Codecs, output_topic: String, registry: &Registry) -> Self {
+        Enricher {
+            config,
+            codecs,
+            output_topic,
+            state: TxState::new(),
+            partial: scimtrail_core::metrics::counter_vec(
+                registry,
+                "enricher",
+                "partial_diffs_total",
+                "Events whose state before was unknown, so their diff is partial, by action.",
+                &["action"],
+            ),
+            resources: scimtrail_core::metrics::gauge(
+                registry,
+                "enricher",
+                "resources_tracked",
+                "Resources whose last known state is held by this instance.",
+            ),
+            clock: wall_clock_ms,
+        }
+    }
+
+    pub fn with_clock(mut self, clock: fn() -> i64) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// Computes the enrichment of one event and advances the state.
+    pub fn enrich(&mut self, event: AuditEvent, partition: i32) -> EnrichedAuditEvent {
+        let key = event.partition_key();
+        let before = self.state.get(&key).map(|k| k.resource.clone());
+        let parse = |s: &Option<String>| s.as_deref().and_then(|b| serde_json::from_str::<Value>(b).ok());
+        let req = parse(&event.request.body);
+        let resp = event
+            .response
+            .as_ref()
+            .and_then(|r| parse(&r.body))
+            .filter(|b| b.is_object() && (b.get("id").is_some() || b.get("schemas").is_some()));
+
+        let mut partial = false;
+        let after: Option<Value> = if event.outcome != Outcome::Success {
+            // A failed or unconfirmed request changed nothing we can know of.
+            before.clone()
+        } else {
+            match event.action {
+                AuditAction::Create | AuditAction::Replace => {
+                    if event.action == AuditAction::Replace && before.is_none() {
+                        partial = true;
+                    }
+                    resp.or(req.clone()).map(|mut r| {
+                        if let (Some(obj), Some(id)) = (r.as_object_mut(), &event.resource.id) {
+                            obj.entry("id").or_insert_with(|| Value::String(id.clone()));
+                        }
+                        r
+                    })
+                }
+                AuditAction::Patch => match (resp, &before, &req) {
+                    // The service provider's answer is authoritative.
+                    (Some(r), _, _) => {
+                        partial = before.is_none();
+                        Some(r)
+                    }
+                    (None, Some(b), Some(p)) => match crate::patch::apply(b, p) {
+                        Ok(a) => Some(a),
+                        Err(e) => {
+                            tracing::debug!(message = "PATCH not applied; diff is partial", event_id = %event.event_id, reason = %e);
+                            partial = true;
+                            None
+                        }
+                    },
+                    _ => {
+                        partial = true;
+                        None
+                    }
+                },
+                AuditAction::Delete => {
+                    partial = before.is_none();
+                    None
+                }
+                AuditAction::Read | AuditAction::AccessDenied | AuditAction::Other => before.clone(),
+            }
+        };
+
+        let changes = if event.outcome == Outcome::Success && event.action.is_write() {
+            if partial && after.is_none() && event.action == AuditAction::Patch {
+                // Unknown before and after: what the request asked for is all we know.
+                patch_intent(req.as_ref())
+            } else {
+                let known_before = if partial { None } else { before.as_ref() };
+                diff(known_before, after.as_ref(), &self.config.ignored_attributes)
+            }
+        } else {
+            Vec::new()
+        };
+        if partial {
+            self.partial.with_label_values(&[event.action.as_str()]).inc();
+        }
+
+        if event.outcome == Outcome::Success && event.action.is_write() {
+            match (&event.action, &after) {
+                (AuditAction::Delete, _) => {
+                    self.state.remove(&key);
+                }
+                (_, Some(a)) => self.state.insert(
+                    key,
+                    Known {
+                        partition,
+                        resource: a.clone(),
+                    },
+                ),
+                // The state can no longer be trusted.
+                (_, None) => {
+                    self.state.remove(&key);
+                }
+            }
+        }
+        self.resources.set(self.state.len() as i64);
+
+        let snap = |v: &Option<Value>| if self.config.include_snapshots { v.as_ref().map(Value::to_string) } else { None };
+        let is_write = event.outcome == Outcome::Success && event.action.is_write();
+        EnrichedAuditEvent {
+            before: if is_write && !partial { snap(&before) } else { None },
+            after: if is_write { snap(&after) } else { None },
+            enriched_time: (self.clock)(),
+            changes,
+            partial,
+            event,
+        }
+    }
+}
+
+/// Changes a PATCH asked for, when the resource it applied to is unknown: each
+/// operation's path and value, nothing invented about the state before.
+fn patch_intent(req: Option<&Value>) -> Vec<scimtrail_core::schema::AttributeChange> {
+    use scimtrail_core::schema::{AttributeChange, ChangeKind};
+    let Some(ops) = req.and_then(|r| r.get("Operations")).and_then(Value::as_array) else {
+        return Vec::new();
+    };
+    ops.iter()
+        .filter_map(|op| {
+            let kind = op.get("op")?.as_str()?.to_ascii_lowercase();
+            let path = op.get("path").and_then(Value::as_str).unwrap_or("").to_string();
+            let value = op.get("value").map(Value::to_string);
+            Some(AttributeChange {
+                path,
+                kind: if kind == "remove" { ChangeKind::Removed } else { ChangeKind::Changed },
+                before: None,
+                after: if kind == "remove" { None } else { value },
+            })
+        })
+        .collect()
+}
+
+impl Stage for Enricher {
+    fn process(&mut self, record: &InputRecord<'_>, out: &mut Vec<Output>) -> Result<(), Poison> {
+        let payload = record
+            .payload
+            .ok_or_else(|| Poison::new("empty", "record has no value"))?;
+        let event = self
+            .codecs
+            .audit_event
+            .decode(payload)
+            .map_err(|e| Poison::new("invalid_avro", format!("not an AuditEvent: {e}")))?;
+        let key = event.partition_key();
+        let enriched = self.enrich(event, record.partition);
+        let bytes = self
+            .codecs
+            .enriched
+            .encode(&enriched)
+            .map_err(|e| Poison::new("unencodable", format!("cannot encode the EnrichedAuditEvent: {e}")))?;
+        out.push(Output {
+            topic: self.output_topic.clone(),
+            key: Some(key.into_bytes()),
+            payload: bytes,
+            partition: Some(record.partition),
+            headers: Vec::new(),
+        });
+        Ok(())
+    }
+
+    fn commit(&mut self) {
+        self.state.commit();
+    }
+
+    fn abort(&mut self) {
+        self.state.rollback();
+        self.resources.set(self.state.len() as i64);
+    }
+
+    fn partitions_revoked(&mut self, partitions: &[(String, i32)]) {
+        let gone: HashMap<i32, ()> = partitions.iter().map(|(_, p)| (*p, ())).collect();
+        self.state.retain(|_, k| !gone.contains_key(&k.partition));
+        self.resources.set(self.state.len() as i64);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use scimtrail_core::schema::{ChangeKind, Principal, Request, Resource, Response, Source, Target};
+    use serde_json::json;
+
+    fn enricher() -> Enricher {
+        Enricher::new(
+            EnricherConfig::default(),
+            Codecs::single_object().expect("codecs"),
+            "out".into(),
+            &Registry::new(),
+        )
+        .with_clock(|| 7)
+    }
+
+    fn event(id: &str, action: AuditAction, status: i32, req: Option<Value>, resp: Option<Value>) -> AuditEvent {
+        AuditEvent {
+            event_id: id.into(),
+            event_time: 1,
+            ingest_time: 2,
+            action,
+            outcome: if status < 300 { Outcome::Success } else { Outcome::Failure },
+            principal: Principal { id: "p".into(), kind: "service".into() },
+            source: Source { system: "okta".into(), ip: None, user_agent: None },
+            target: Target { system: "gh".into(), base_url: None },
+            resource: Resource { kind: "User".into(), id: Some("u1".into()), external_id: None, user_name: None, display_name: None },
+            request: Request { method: "X".into(), path: "/Users/u1".into(), body: req.map(|v| v.to_string()) },
+            response: Some(Response { status, body: resp.map(|v| v.to_string()) }),
+            error: None,
+            correlation_id: None,
+        }
+    }
+
+    fn paths(e: &EnrichedAuditEvent) -> Vec<(String, ChangeKind)> {
+        e.changes.iter().map(|c| (c.path.clone(), c.kind)).collect()
+    }
+
+    #[test]
+    fn create_patch_replace_delete_give_exact_before_and_after() {
+        let mut en = enricher();
+        let user = json!({"id": "u1", "userName": "bj", "active": true, "title": "Rep"});
+        let e = en.enrich(event("1", AuditAction::Create, 201, None, Some(user.clone())), 0);
+        assert!(!e.partial);
+        assert_eq!(e.before, None);
+        assert_eq!(paths(&e).len(), 4);
+
+        // PATCH answered with 204: applied to the known state.
+        let p = json!({"Operations": [{"op": "replace", "path": "active", "value": false}]});
+        let e = en.enrich(event("2", AuditAction::Patch, 204, Some(p), None), 0);
+        assert!(!e.partial);
+        assert_eq!(paths(&e), vec![("active".to_string(), ChangeKind::Changed)]);
+        assert_eq!(e.changes[0].before.as_deref(), Some("true"));
+        assert_eq!(e.changes[0].after.as_deref(), Some("false"));
+
+        let e = en.enrich(event("3", AuditAction::Replace, 200, None, Some(json!({"id": "u1", "userName": "bj", "active": false}))), 0);
+        assert_eq!(paths(&e), vec![("title".to_string(), ChangeKind::Removed)]);
+
+        let e = en.enrich(event("4", AuditAction::Delete, 204, None, None), 0);
+        assert!(!e.partial);
+        assert_eq!(e.after, None);
+        assert!(paths(&e).iter().all(|(_, k)| *k == ChangeKind::Removed));
+        assert_eq!(en.state.len(), 0);
+    }
+
+    #[test]
+    fn patch_of_unknown_resource_is_partial_and_invents_no_before() {
+        let mut en = enricher();
+        let p = json!({"Operations": [{"op": "replace", "path": "active", "value": false}]});
+        let e = en.enrich(event("1", AuditAction::Patch, 204, Some(p), None), 0);
+        assert!(e.partial);
+        assert_eq!(e.before, None);
+        assert_eq!(e.changes.len(), 1);
+        assert_eq!(e.changes[0].before, None);
+        assert_eq!(e.changes[0].after.as_deref(), Some("false"));
+    }
+
+    #[test]
+    fn failures_change_nothing() {
+        let mut en = enricher();
+        en.enrich(event("1", AuditAction::Create, 201, None, Some(json!({"id": "u1", "userName": "a"}))), 0);
+        let e = en.enrich(event("2", AuditAction::Delete, 404, None, None), 0);
+        assert!(e.changes.is_empty());
+        assert_eq!(en.state.len(), 1);
+    }
+
+    #[test]
+    fn aborted_transaction_rolls_state_back() {
+        let mut en = enricher();
+        en.enrich(event("1", AuditAction::Create, 201, None, Some(json!({"id": "u1", "title": "A"}))), 0);
+        en.commit();
+        en.enrich(event("2", AuditAction::Replace, 200, None, Some(json!({"id": "u1", "title": "B"}))), 0);
+        en.abort();
+        let e = en.enrich(event("2", AuditAction::Replace, 200, None, Some(json!({"id": "u1", "title": "B"}))), 0);
+        assert_eq!(e.changes[0].before.as_deref(), Some("\"A\""));
+    }
+
+    #[test]
+    fn revoked_partitions_drop_their_state() {
+        let mut en = enricher();
+        en.enrich(event("1", AuditAction::Create, 201, None, Some(json!({"id": "u1"}))), 2);
+        en.partitions_revoked(&[("t".into(), 1)]);
+        assert_eq!(en.state.len(), 1);
+        en.partitions_revoked(&[("t".into(), 2)]);
+        assert_eq!(en.state.len(), 0);
+    }
+
+    #[test]
+    fn stage_writes_to_the_partition_it_read_from() {
+        let mut en = enricher();
+        let codecs = Codecs::single_object().expect("codecs");
+        let ev = event("1", AuditAction::Create, 201, None, Some(json!({"id": "u1"})));
+        let bytes = codecs.audit_event.encode(&ev).expect("encode");
+        let mut out = Vec::new();
+        en.process(
+            &InputRecord { topic: "in", partition: 2, offset: 0, key: None, payload: Some(&bytes), timestamp: None },
+            &mut out,
+        )
+        .expect("ok");
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].partition, Some(2));
+        let back = codecs.enriched.decode(&out[0].payload).expect("decode");
+        assert_eq!(back.event, ev);
+        let bad = en.process(
+            &InputRecord { topic: "in", partition: 0, offset: 1, key: None, payload: Some(b"junk"), timestamp: None },
+            &mut out,
+        );
+        assert_eq!(bad.expect_err("poison").kind, "invalid_avro");
+    }
+}

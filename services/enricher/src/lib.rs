@@ -1,0 +1,81 @@
+//! scimtrail-enricher: what exactly changed.
+//!
+//! Reads `AuditEvent`s, applies each successful change to the resource's last
+//! known state and emits an `EnrichedAuditEvent` with the attribute-level
+//! before/after.
+//!
+//! **Delivery:** exactly-once through the shared transactional runner; the
+//! in-memory state rolls back with an aborted transaction ([`TxState`]).
+//! **Partitioning:** ingest keys events by resource, so one partition holds all
+//! of a resource's events and the state is local. Each event is written to the
+//! *same partition number* it was read from, so every output partition has
+//! exactly one writer (the basis of the per-partition hash chain to come).
+//! **State:** held in memory per assigned partition and dropped on revocation;
+//! after a restart or a reassignment the first change to a resource is marked
+//! `partial` until a create, replace or full response re-establishes it.
+//!
+//! [`TxState`]: scimtrail_core::state::TxState
+
+pub mod config;
+pub mod diff;
+pub mod enrich;
+pub mod patch;
+
+use std::path::PathBuf;
+
+use scimtrail_core::app::{App, Startup};
+use scimtrail_core::metrics::RunnerMetrics;
+use scimtrail_core::runner::{self, RunnerSpec};
+use scimtrail_core::schema::avro::Codecs;
+use scimtrail_core::schema::Framing;
+
+pub use config::EnricherConfig;
+pub use enrich::Enricher;
+
+pub const SERVICE: &str = "enricher";
+
+/// Runs the service until SIGTERM/SIGINT.
+pub async fn run(config_file: Option<PathBuf>) -> anyhow::Result<()> {
+    let app: App<EnricherConfig> = App::start(Startup {
+        service: SERVICE,
+        default_admin_listen: "127.0.0.1:9102",
+        config_file,
+        list_keys: &[],
+    })
+    .await?;
+    let common = app.config.common.clone();
+    // Writing to the partition number read from needs at least as many output
+    // partitions as input partitions; fail at start, not on the first event.
+    let (kafka, topics) = (common.kafka.clone(), common.topics.clone());
+    let counts = tokio::task::spawn_blocking(move || {
+        scimtrail_core::kafka::partition_counts(&kafka, &[topics.events.clone(), topics.enriched.clone()])
+    })
+    .await??;
+    let (input, output) = (
+        counts.get(&common.topics.events).copied().unwrap_or(0),
+        counts.get(&common.topics.enriched).copied().unwrap_or(0),
+    );
+    if output < input {
+        anyhow::bail!(
+            "topic {} has {output} partitions, fewer than the {input} of {}: the enricher writes each event to the partition number it read it from",
+            common.topics.enriched,
+            common.topics.events
+        );
+    }
+    let framing = Framing::from_config(&common.schema_registry)?;
+    let topics = common.topics.clone();
+    let codecs = tokio::task::spawn_blocking(move || Codecs::new(framing, &topics)).await??;
+    let stage = Enricher::new(app.config.stage.clone(), codecs, common.topics.enriched.clone(), &app.registry);
+    let spec = RunnerSpec {
+        task: SERVICE.into(),
+        stage: SERVICE.into(),
+        group_id: format!("{}-{SERVICE}", common.kafka.group_prefix),
+        input_topics: vec![common.topics.events.clone()],
+        dlq_topic: common.topics.dlq.clone(),
+    };
+    let metrics = RunnerMetrics::new(&app.registry, SERVICE);
+    let health = app.health.task(SERVICE);
+    runner::spawn(spec, common.kafka, stage, metrics, health, app.shutdown.clone()).await?;
+    tracing::info!(message = "stopped cleanly");
+    Ok(())
+}

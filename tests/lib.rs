@@ -1,0 +1,1 @@
+//! Intentionally empty: the end-to-end tests live in `e2e/`.
