@@ -140,3 +140,11 @@ pub fn histogram(registry: &Registry, stage: &str, noun: &str, help: &str, bucke
             .unwrap_or_else(|e| panic!("static metric {noun}: {e}")),
     )
 }
+
+/// A counter without labels.
+pub fn counter(registry: &Registry, stage: &str, noun: &str, help: &str) -> prometheus::IntCounter {
+    register(
+        registry,
+        prometheus::IntCounter::new(name(stage, noun), help).unwrap_or_else(|e| panic!("static metric {noun}: {e}")),
+    )
+}

@@ -15,7 +15,7 @@ pub fn diff(before: Option<&Value>, after: Option<&Value>, ignored: &[String]) -
     let b = before.and_then(Value::as_object).unwrap_or(&empty);
     let a = after.and_then(Value::as_object).unwrap_or(&empty);
     let mut out = Vec::new();
-    diff_objects("", b, a, ignored, true, &mut out);
+    diff_objects("", '.', b, a, ignored, true, &mut out);
     out
 }
 
@@ -23,8 +23,11 @@ fn find<'a>(m: &'a Map<String, Value>, name: &str) -> Option<(&'a String, &'a Va
     m.iter().find(|(k, _)| k.eq_ignore_ascii_case(name))
 }
 
+/// `join` separates `prefix` from the names below it: `:` inside a schema
+/// extension (`urn:…:User:department`), `.` elsewhere.
 fn diff_objects(
     prefix: &str,
+    join: char,
     b: &Map<String, Value>,
     a: &Map<String, Value>,
     ignored: &[String],
@@ -44,16 +47,19 @@ fn diff_objects(
         }
         let path = if prefix.is_empty() {
             name.clone()
-        } else if prefix.starts_with("urn:") && top_level_urn(prefix) {
-            format!("{prefix}:{name}")
         } else {
-            format!("{prefix}.{name}")
+            format!("{prefix}{join}{name}")
         };
+        let child_join = if top && name.starts_with("urn:") { ':' } else { '.' };
         let bv = find(b, name).map(|(_, v)| v).filter(|v| !v.is_null());
         let av = find(a, name).map(|(_, v)| v).filter(|v| !v.is_null());
         match (bv, av) {
             (None, None) => {}
-            (Some(Value::Object(bo)), Some(Value::Object(ao))) => diff_objects(&path, bo, ao, ignored, false, out),
+            (Some(Value::Object(bo)), Some(Value::Object(ao))) => diff_objects(&path, child_join, bo, ao, ignored, false, out),
+            // A complex attribute that appears or disappears is listed by its
+            // sub-attributes, like any other change to it.
+            (None, Some(Value::Object(ao))) => diff_objects(&path, child_join, &Map::new(), ao, ignored, false, out),
+            (Some(Value::Object(bo)), None) => diff_objects(&path, child_join, bo, &Map::new(), ignored, false, out),
             (Some(x), Some(y)) if x == y => {}
             (x, y) => out.push(AttributeChange {
                 path,
@@ -67,12 +73,6 @@ fn diff_objects(
             }),
         }
     }
-}
-
-/// Whether `prefix` is a schema URN itself (its attributes join with `:`), as
-/// opposed to a path inside one.
-fn top_level_urn(prefix: &str) -> bool {
-    !prefix.contains('.')
 }
 
 #[cfg(test)]
@@ -90,6 +90,9 @@ mod tests {
         let d = diff(None, Some(&after), &ignored());
         let paths: Vec<_> = d.iter().map(|c| (c.path.as_str(), c.kind)).collect();
         assert_eq!(paths, vec![("name.givenName", ChangeKind::Added), ("userName", ChangeKind::Added)]);
+        let gone = diff(Some(&after), None, &ignored());
+        assert!(gone.iter().all(|c| c.kind == ChangeKind::Removed && c.after.is_none()));
+        assert_eq!(gone.len(), 2);
     }
 
     #[test]

@@ -1,0 +1,46 @@
+//! Re-keys the enriched stream by principal, as Kafka Streams does before a
+//! grouped aggregation: the enriched topic is keyed by resource, but the burst
+//! rule counts per principal, so every event of one principal must reach one
+//! instance. The record bytes are forwarded unchanged; only the key changes.
+//!
+//! Exactly-once like every runner task: an event reaches the repartition topic
+//! once, atomically with the enriched topic's offset.
+
+use scimtrail_core::runner::{InputRecord, Output, Poison, Stage};
+use scimtrail_core::schema::{AvroCodec, EnrichedAuditEvent};
+
+pub struct ByPrincipal {
+    codec: AvroCodec<EnrichedAuditEvent>,
+    output_topic: String,
+}
+
+impl ByPrincipal {
+    pub fn new(codec: AvroCodec<EnrichedAuditEvent>, output_topic: String) -> Self {
+        ByPrincipal { codec, output_topic }
+    }
+}
+
+impl Stage for ByPrincipal {
+    fn process(&mut self, record: &InputRecord<'_>, out: &mut Vec<Output>) -> Result<(), Poison> {
+        let payload = record
+            .payload
+            .ok_or_else(|| Poison::new("empty", "record has no value"))?;
+        let event = self
+            .codec
+            .decode(payload)
+            .map_err(|e| Poison::new("invalid_avro", format!("not an EnrichedAuditEvent: {e}")))?;
+        // Only changes count towards bursts; reads and denials stay behind
+        // until a rule needs them.
+        if !event.event.action.is_write() {
+            return Ok(());
+        }
+        out.push(Output {
+            topic: self.output_topic.clone(),
+            key: Some(event.event.principal.id.into_bytes()),
+            payload: payload.to_vec(),
+            partition: None,
+            headers: Vec::new(),
+        });
+        Ok(())
+    }
+}
