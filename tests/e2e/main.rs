@@ -1,1 +1,6 @@
-fn main(){}
+//! End-to-end tests: the four services as real processes, two instances each,
+//! on a real Kafka broker with three partitions per topic, delivering to a real
+//! HTTP receiver. See `harness.rs`.
+
+mod harness;
+mod pipeline;

@@ -55,11 +55,16 @@ pub async fn run(common: &CommonConfig, args: TailArgs) -> anyhow::Result<()> {
     let framing = Framing::from_config(&common.schema_registry)?;
     let topics = common.topics.clone();
     let codecs = tokio::task::spawn_blocking(move || Codecs::new(framing, &topics)).await??;
-    let mut cc = scimtrail_core::kafka::base_config(&common.kafka)?;
-    cc.set("group.id", format!("scimtrail-tail-{}", uuid::Uuid::new_v4()))
-        .set("enable.auto.commit", "false")
-        .set("isolation.level", "read_committed")
-        .set("auto.offset.reset", if args.from_beginning { "earliest" } else { "latest" });
+    let group = format!("scimtrail-tail-{}", uuid::Uuid::new_v4());
+    let cc = scimtrail_core::kafka::consumer_config(
+        &common.kafka,
+        &group,
+        &[
+            ("enable.auto.commit", "false"),
+            ("isolation.level", "read_committed"),
+            ("auto.offset.reset", if args.from_beginning { "earliest" } else { "latest" }),
+        ],
+    )?;
     let consumer: StreamConsumer = cc.create()?;
     consumer.subscribe(&[&args.topic])?;
     let mut n = 0u64;

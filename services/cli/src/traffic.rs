@@ -4,7 +4,9 @@
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
-use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use rdkafka::error::KafkaError;
+use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
+use rdkafka::types::RDKafkaErrorCode;
 use serde_json::Value;
 
 use scimtrail_core::config::CommonConfig;
@@ -105,25 +107,22 @@ pub async fn run(common: &CommonConfig, args: GenArgs) -> anyhow::Result<()> {
         for record in batch {
             match &producer {
                 None => println!("{record}"),
-                Some(p) => pending.push(send(p, &topic, record)),
+                Some(p) => pending.push(send(p, &topic, &record).await?),
             }
         }
-        if pending.len() >= 100 {
-            for f in pending.drain(..) {
-                f.await?;
-            }
-        }
-        // Live traffic follows the wall clock; a reproducible run (--start) goes
-        // as fast as the rate allows, too.
+        // Records are paced at --rate whatever their event times are.
         next_at += interval;
-        if let Some(wait) = next_at.checked_duration_since(Instant::now()) {
+        let wait = next_at.checked_duration_since(Instant::now()).unwrap_or_default();
+        // Confirm deliveries while idle (or when many are in flight), so a
+        // broker problem surfaces promptly as an error.
+        if pending.len() >= 1000 || wait >= Duration::from_millis(20) {
+            confirm(&mut pending).await?;
+        }
+        if !wait.is_zero() {
             tokio::time::sleep(wait).await;
         }
     }
-    for f in pending.drain(..) {
-        f.await?;
-    }
-    drop(pending);
+    confirm(&mut pending).await?;
     if let Some(p) = &producer {
         p.flush(Duration::from_secs(30))?;
     }
@@ -151,11 +150,29 @@ fn raw_key(v: &Value) -> String {
     resource_key(target, kind, &id)
 }
 
-async fn send(p: &FutureProducer, topic: &str, record: Value) -> anyhow::Result<()> {
-    let key = raw_key(&record);
+/// Enqueues one record, waiting while the local queue is full.
+async fn send(p: &FutureProducer, topic: &str, record: &Value) -> anyhow::Result<DeliveryFuture> {
+    let key = raw_key(record);
     let payload = record.to_string();
-    p.send(FutureRecord::to(topic).key(&key).payload(&payload), Duration::from_secs(30))
-        .await
-        .map_err(|(e, _)| anyhow::anyhow!("produce to {topic}: {e}"))?;
+    loop {
+        match p.send_result(FutureRecord::to(topic).key(&key).payload(&payload)) {
+            Ok(delivery) => return Ok(delivery),
+            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            Err((e, _)) => anyhow::bail!("produce to {topic}: {e}"),
+        }
+    }
+}
+
+/// Waits until Kafka acknowledged every enqueued record.
+async fn confirm(pending: &mut Vec<DeliveryFuture>) -> anyhow::Result<()> {
+    for delivery in pending.drain(..) {
+        match delivery.await {
+            Ok(Ok(_)) => {}
+            Ok(Err((e, _))) => anyhow::bail!("record not delivered: {e}"),
+            Err(_) => anyhow::bail!("producer closed before delivery"),
+        }
+    }
     Ok(())
 }

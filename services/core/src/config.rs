@@ -20,6 +20,11 @@ pub const ENV_PREFIX: &str = "SCIMTRAIL";
 /// The sections every service understands, besides its own.
 pub const COMMON_SECTIONS: &[&str] = &["kafka", "topics", "admin", "log", "schema_registry"];
 
+/// Every service's own section. One configuration file (or one set of
+/// environment variables) can serve the whole pipeline: a service ignores the
+/// other services' sections, and only a name that is nobody's is an error.
+pub const SERVICE_SECTIONS: &[&str] = &["ingest", "enricher", "detector", "sink", "cli"];
+
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("configuration: cannot load: {0}")]
@@ -79,6 +84,22 @@ pub struct KafkaConfig {
     /// (underscores in the name become dots).
     #[serde(default)]
     pub properties: serde_json::Map<String, serde_json::Value>,
+    /// librdkafka properties for consumers only, applied after `properties`
+    /// (e.g. `session.timeout.ms`).
+    #[serde(default)]
+    pub consumer_properties: serde_json::Map<String, serde_json::Value>,
+    /// librdkafka properties for producers only, applied after `properties`
+    /// (e.g. `compression.type`).
+    #[serde(default)]
+    pub producer_properties: serde_json::Map<String, serde_json::Value>,
+}
+
+/// Which kind of client a set of pass-through properties is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientKind {
+    Consumer,
+    Producer,
+    Admin,
 }
 
 fn default_brokers() -> String {
@@ -111,6 +132,8 @@ impl Default for KafkaConfig {
             transaction_timeout_ms: default_transaction_timeout_ms(),
             operation_timeout_ms: default_operation_timeout_ms(),
             properties: serde_json::Map::new(),
+            consumer_properties: serde_json::Map::new(),
+            producer_properties: serde_json::Map::new(),
         }
     }
 }
@@ -138,14 +161,24 @@ impl KafkaConfig {
     /// Nested tables (TOML `security.protocol = …` parses as a nested key) are
     /// joined with dots, and underscores become dots because environment variable
     /// names cannot contain dots; no librdkafka property uses underscores.
-    pub fn librdkafka_properties(&self) -> Result<BTreeMap<String, String>, ConfigError> {
+    pub fn librdkafka_properties(&self, kind: ClientKind) -> Result<BTreeMap<String, String>, ConfigError> {
         let mut out = BTreeMap::new();
-        flatten_properties("", &self.properties, &mut out)?;
+        flatten_properties("kafka.properties", "", &self.properties, &mut out)?;
+        match kind {
+            ClientKind::Consumer => {
+                flatten_properties("kafka.consumer_properties", "", &self.consumer_properties, &mut out)?
+            }
+            ClientKind::Producer => {
+                flatten_properties("kafka.producer_properties", "", &self.producer_properties, &mut out)?
+            }
+            ClientKind::Admin => {}
+        }
         Ok(out)
     }
 }
 
 fn flatten_properties(
+    section: &str,
     prefix: &str,
     map: &serde_json::Map<String, serde_json::Value>,
     out: &mut BTreeMap<String, String>,
@@ -157,7 +190,7 @@ fn flatten_properties(
             format!("{prefix}.{}", k.replace('_', "."))
         };
         match v {
-            serde_json::Value::Object(inner) => flatten_properties(&name, inner, out)?,
+            serde_json::Value::Object(inner) => flatten_properties(section, &name, inner, out)?,
             serde_json::Value::String(s) => {
                 out.insert(name, s.clone());
             }
@@ -169,7 +202,7 @@ fn flatten_properties(
             }
             other => {
                 return Err(ConfigError::invalid(
-                    format!("kafka.properties.{name}"),
+                    format!("{section}.{name}"),
                     format!("must be a string, number or boolean, not {other}"),
                 ))
             }
@@ -200,7 +233,8 @@ impl Validate for KafkaConfig {
                 return Err(ConfigError::invalid("kafka.instance_id", "must not be empty when set"));
             }
         }
-        self.librdkafka_properties()?;
+        self.librdkafka_properties(ClientKind::Consumer)?;
+        self.librdkafka_properties(ClientKind::Producer)?;
         Ok(())
     }
 }
@@ -473,15 +507,20 @@ where
     // because the shared and the service's sections are deserialized apart.
     let table = raw.clone().try_deserialize::<BTreeMap<String, config::Value>>()?;
     for key in table.keys() {
-        if !COMMON_SECTIONS.contains(&key.as_str()) && key != opts.section {
-            let mut known: Vec<&str> = COMMON_SECTIONS.to_vec();
-            known.push(opts.section);
-            return Err(ConfigError::UnknownSection(key.clone(), known.join(", ")));
+        let known = COMMON_SECTIONS.contains(&key.as_str())
+            || SERVICE_SECTIONS.contains(&key.as_str())
+            || key == opts.section;
+        if !known {
+            let mut all: Vec<&str> = COMMON_SECTIONS.to_vec();
+            all.extend_from_slice(SERVICE_SECTIONS);
+            return Err(ConfigError::UnknownSection(key.clone(), all.join(", ")));
         }
     }
 
-    let mut common_table = table.clone();
-    common_table.remove(opts.section);
+    let common_table: BTreeMap<String, config::Value> = table
+        .into_iter()
+        .filter(|(k, _)| COMMON_SECTIONS.contains(&k.as_str()))
+        .collect();
     let common: CommonConfig = config::Config::builder()
         .add_source(TableSource(common_table))
         .build()?
@@ -577,15 +616,22 @@ mod tests {
                 ("SCIMTRAIL__KAFKA__BROKERS", "env:9092"),
                 ("SCIMTRAIL__DEMO__THRESHOLD", "7"),
                 ("SCIMTRAIL__KAFKA__PROPERTIES__SASL_MECHANISM", "PLAIN"),
+                ("SCIMTRAIL__KAFKA__CONSUMER_PROPERTIES__SESSION_TIMEOUT_MS", "6000"),
             ]),
         )
         .expect("load");
         assert_eq!(cfg.common.kafka.brokers, "env:9092");
         assert_eq!(cfg.common.kafka.group_prefix, "from-file");
         assert_eq!(cfg.stage.threshold, 7);
-        let props = cfg.common.kafka.librdkafka_properties().expect("props");
+        let props = cfg.common.kafka.librdkafka_properties(ClientKind::Admin).expect("props");
         assert_eq!(props.get("security.protocol").map(String::as_str), Some("SSL"));
         assert_eq!(props.get("sasl.mechanism").map(String::as_str), Some("PLAIN"));
+        assert!(!props.contains_key("session.timeout.ms"));
+        let consumer = cfg.common.kafka.librdkafka_properties(ClientKind::Consumer).expect("props");
+        assert_eq!(consumer.get("session.timeout.ms").map(String::as_str), Some("6000"));
+        assert_eq!(consumer.get("security.protocol").map(String::as_str), Some("SSL"));
+        let producer = cfg.common.kafka.librdkafka_properties(ClientKind::Producer).expect("props");
+        assert!(!producer.contains_key("session.timeout.ms"));
     }
 
     #[test]
@@ -597,9 +643,19 @@ mod tests {
 
     #[test]
     fn unknown_top_level_section_is_named() {
-        let err = load_from::<Demo>(opts(None), env(&[("SCIMTRAIL__DETECTOR__X", "1")]))
-            .expect_err("foreign section must fail");
-        assert!(err.to_string().contains("`detector`"), "{err}");
+        let err = load_from::<Demo>(opts(None), env(&[("SCIMTRAIL__DETECTR__X", "1")]))
+            .expect_err("unknown section must fail");
+        assert!(err.to_string().contains("`detectr`"), "{err}");
+    }
+
+    #[test]
+    fn other_services_sections_are_ignored() {
+        let cfg: ServiceConfig<Demo> = load_from(
+            opts(None),
+            env(&[("SCIMTRAIL__SINK__WEBHOOKS", "http://x"), ("SCIMTRAIL__DEMO__THRESHOLD", "3")]),
+        )
+        .expect("a shared environment works for every service");
+        assert_eq!(cfg.stage.threshold, 3);
     }
 
     #[test]

@@ -14,7 +14,7 @@ use rdkafka::error::KafkaError;
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::ClientConfig;
 
-use crate::config::{ConfigError, KafkaConfig, TopicsConfig};
+use crate::config::{ClientKind, ConfigError, KafkaConfig, TopicsConfig};
 
 #[derive(Debug, thiserror::Error)]
 pub enum KafkaSetupError {
@@ -39,32 +39,51 @@ impl KafkaSetupError {
     }
 }
 
-/// Brokers plus the operator's pass-through properties (applied last).
+/// Brokers plus the operator's pass-through properties (applied last), for
+/// admin and metadata clients.
 pub fn base_config(cfg: &KafkaConfig) -> Result<ClientConfig, ConfigError> {
     let mut c = ClientConfig::new();
     c.set("bootstrap.servers", &cfg.brokers);
-    for (k, v) in cfg.librdkafka_properties()? {
+    apply(&mut c, cfg, ClientKind::Admin)?;
+    Ok(c)
+}
+
+/// Applies the operator's properties for `kind`; called last so they win.
+pub fn apply(c: &mut ClientConfig, cfg: &KafkaConfig, kind: ClientKind) -> Result<(), ConfigError> {
+    for (k, v) in cfg.librdkafka_properties(kind)? {
         c.set(k, v);
     }
+    Ok(())
+}
+
+/// A consumer in `group_id`; `settings` are scimtrail's own and come before
+/// the operator's properties.
+pub fn consumer_config(cfg: &KafkaConfig, group_id: &str, settings: &[(&str, &str)]) -> Result<ClientConfig, ConfigError> {
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", &cfg.brokers)
+        .set("group.id", group_id)
+        .set("client.id", format!("{group_id}-{}", cfg.instance_id()));
+    for (k, v) in settings {
+        c.set(*k, *v);
+    }
+    apply(&mut c, cfg, ClientKind::Consumer)?;
     Ok(c)
 }
 
 /// Consumer settings for an exactly-once loop: read_committed, no automatic
 /// commits (offsets are committed inside the producer's transaction).
 pub fn transactional_consumer_config(cfg: &KafkaConfig, group_id: &str) -> Result<ClientConfig, ConfigError> {
-    let mut c = ClientConfig::new();
-    c.set("bootstrap.servers", &cfg.brokers)
-        .set("group.id", group_id)
-        .set("enable.auto.commit", "false")
-        .set("enable.auto.offset.store", "false")
-        .set("isolation.level", "read_committed")
-        .set("auto.offset.reset", "earliest")
-        .set("enable.partition.eof", "false")
-        .set("client.id", format!("{group_id}-{}", cfg.instance_id()));
-    for (k, v) in cfg.librdkafka_properties()? {
-        c.set(k, v);
-    }
-    Ok(c)
+    consumer_config(
+        cfg,
+        group_id,
+        &[
+            ("enable.auto.commit", "false"),
+            ("enable.auto.offset.store", "false"),
+            ("isolation.level", "read_committed"),
+            ("auto.offset.reset", "earliest"),
+            ("enable.partition.eof", "false"),
+        ],
+    )
 }
 
 /// Settings of a plain (non-transactional, idempotent) producer.
@@ -74,9 +93,7 @@ pub fn producer_config(cfg: &KafkaConfig) -> Result<ClientConfig, ConfigError> {
         .set("partitioner", "murmur2_random")
         .set("enable.idempotence", "true")
         .set("linger.ms", "5");
-    for (k, v) in cfg.librdkafka_properties()? {
-        c.set(k, v);
-    }
+    apply(&mut c, cfg, ClientKind::Producer)?;
     Ok(c)
 }
 
@@ -85,7 +102,8 @@ pub fn producer_config(cfg: &KafkaConfig) -> Result<ClientConfig, ConfigError> {
 /// transaction immediately instead of stalling read_committed readers until the
 /// transaction times out.
 pub fn transactional_producer_config(cfg: &KafkaConfig, transactional_id: &str) -> Result<ClientConfig, ConfigError> {
-    let mut c = base_config(cfg)?;
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", &cfg.brokers);
     // Java clients hash keys with murmur2; matching them keeps a key on the same
     // partition whichever client produced it.
     c.set("partitioner", "murmur2_random")
@@ -94,9 +112,7 @@ pub fn transactional_producer_config(cfg: &KafkaConfig, transactional_id: &str) 
         .set("transaction.timeout.ms", cfg.transaction_timeout_ms.to_string())
         .set("linger.ms", "5")
         .set("client.id", transactional_id);
-    for (k, v) in cfg.librdkafka_properties()? {
-        c.set(k, v);
-    }
+    apply(&mut c, cfg, ClientKind::Producer)?;
     Ok(c)
 }
 

@@ -84,17 +84,18 @@ pub async fn run(config_file: Option<PathBuf>) -> anyhow::Result<()> {
     let health = app.health.task(SERVICE);
 
     let group_id = format!("{}-{SERVICE}", common.kafka.group_prefix);
-    let mut cc = scimtrail_core::kafka::base_config(&common.kafka)?;
-    cc.set("group.id", &group_id)
-        .set("isolation.level", "read_committed")
-        .set("enable.auto.commit", "true")
-        .set("auto.commit.interval.ms", "1000")
-        .set("enable.auto.offset.store", "false")
-        .set("auto.offset.reset", "earliest")
-        .set("client.id", format!("{group_id}-{}", common.kafka.instance_id()));
-    for (k, v) in common.kafka.librdkafka_properties()? {
-        cc.set(k, v);
-    }
+    let cc = scimtrail_core::kafka::consumer_config(
+        &common.kafka,
+        &group_id,
+        &[
+            ("isolation.level", "read_committed"),
+            // Offsets are stored by hand after delivery, committed in the background.
+            ("enable.auto.commit", "true"),
+            ("auto.commit.interval.ms", "1000"),
+            ("enable.auto.offset.store", "false"),
+            ("auto.offset.reset", "earliest"),
+        ],
+    )?;
     let consumer: StreamConsumer<SinkContext> = cc.create_with_context(SinkContext {
         health: health.clone(),
         rebalances: scimtrail_core::metrics::counter_vec(registry, SERVICE, "rebalances_total", "Consumer group rebalances, by kind.", &["kind"]),
