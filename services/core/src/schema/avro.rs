@@ -169,14 +169,9 @@ impl<T: Serialize + DeserializeOwned> AvroCodec<T> {
                         want: hex::encode(&self.header[2..]),
                     });
                 }
-                let mut rest = &bytes[n..];
+                let mut rest = EofGuard::new(&bytes[n..]);
                 let v = apache_avro::from_avro_datum(&self.schema, &mut rest, None).map_err(derr)?;
-                if !rest.is_empty() {
-                    return Err(CodecError::Decode {
-                        schema: self.name.clone(),
-                        detail: format!("{} trailing bytes after the datum", rest.len()),
-                    });
-                }
+                rest.finish(&self.name)?;
                 v
             }
             0x00 => {
@@ -184,8 +179,8 @@ impl<T: Serialize + DeserializeOwned> AvroCodec<T> {
                     return Err(CodecError::Truncated);
                 }
                 let id = u32::from_be_bytes([bytes[1], bytes[2], bytes[3], bytes[4]]);
-                let mut rest = &bytes[5..];
-                if Some(id) == self.schema_id {
+                let mut rest = EofGuard::new(&bytes[5..]);
+                let v = if Some(id) == self.schema_id {
                     apache_avro::from_avro_datum(&self.schema, &mut rest, None).map_err(derr)?
                 } else {
                     let Framing::Confluent(registry) = &self.framing else {
@@ -193,11 +188,51 @@ impl<T: Serialize + DeserializeOwned> AvroCodec<T> {
                     };
                     let writer = registry.schema_by_id(id)?;
                     apache_avro::from_avro_datum(&writer, &mut rest, Some(&self.schema)).map_err(derr)?
-                }
+                };
+                rest.finish(&self.name)?;
+                v
             }
             other => return Err(CodecError::UnknownFraming(other)),
         };
         apache_avro::from_value::<T>(&value).map_err(derr)
+    }
+}
+
+/// A reader over one datum's bytes that remembers whether the decoder asked for
+/// more than there was. apache-avro fills a record's remaining fields with
+/// their defaults when it meets the end of the input, which would turn a
+/// truncated record into a plausible but wrong one; a complete datum never
+/// reads past its end, so any such attempt means truncation.
+struct EofGuard<'a> {
+    rest: &'a [u8],
+    overran: bool,
+}
+
+impl<'a> EofGuard<'a> {
+    fn new(rest: &'a [u8]) -> Self {
+        EofGuard { rest, overran: false }
+    }
+
+    fn finish(self, schema: &str) -> Result<(), CodecError> {
+        if self.overran {
+            return Err(CodecError::Truncated);
+        }
+        if !self.rest.is_empty() {
+            return Err(CodecError::Decode {
+                schema: schema.to_string(),
+                detail: format!("{} trailing bytes after the datum", self.rest.len()),
+            });
+        }
+        Ok(())
+    }
+}
+
+impl std::io::Read for EofGuard<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if buf.len() > self.rest.len() {
+            self.overran = true;
+        }
+        self.rest.read(buf)
     }
 }
 
