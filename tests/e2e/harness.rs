@@ -28,7 +28,10 @@ use serde_json::Value;
 pub static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 pub fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().map(Path::to_path_buf).unwrap_or_default()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_default()
 }
 
 /// The broker under test.
@@ -53,13 +56,23 @@ pub fn brokers() -> String {
 fn target_dir() -> PathBuf {
     std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
-        .map(|p| if p.is_absolute() { p } else { repo_root().join(p) })
+        .map(|p| {
+            if p.is_absolute() {
+                p
+            } else {
+                repo_root().join(p)
+            }
+        })
         .unwrap_or_else(|| repo_root().join("target"))
 }
 
 pub fn bin(name: &str) -> PathBuf {
     let p = target_dir().join("debug").join(name);
-    assert!(p.exists(), "{} is missing: run `cargo build --workspace --bins` (scripts/test does)", p.display());
+    assert!(
+        p.exists(),
+        "{} is missing: run `cargo build --workspace --bins` (scripts/test does)",
+        p.display()
+    );
     p
 }
 
@@ -76,7 +89,10 @@ pub struct Names {
 
 impl Names {
     pub fn new(test: &str) -> Self {
-        let prefix = format!("e2e-{test}-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
+        let prefix = format!(
+            "e2e-{test}-{}",
+            &uuid::Uuid::new_v4().simple().to_string()[..8]
+        );
         Names {
             raw: format!("{prefix}.raw"),
             events: format!("{prefix}.events"),
@@ -93,14 +109,23 @@ impl Names {
             ("SCIMTRAIL__KAFKA__GROUP_PREFIX", self.prefix.clone()),
             ("SCIMTRAIL__KAFKA__BATCH_MAX_WAIT_MS", "50".into()),
             // A killed member is noticed in seconds rather than the default 45.
-            ("SCIMTRAIL__KAFKA__CONSUMER_PROPERTIES__SESSION_TIMEOUT_MS", "6000".into()),
-            ("SCIMTRAIL__KAFKA__CONSUMER_PROPERTIES__HEARTBEAT_INTERVAL_MS", "1000".into()),
+            (
+                "SCIMTRAIL__KAFKA__CONSUMER_PROPERTIES__SESSION_TIMEOUT_MS",
+                "6000".into(),
+            ),
+            (
+                "SCIMTRAIL__KAFKA__CONSUMER_PROPERTIES__HEARTBEAT_INTERVAL_MS",
+                "1000".into(),
+            ),
             ("SCIMTRAIL__TOPICS__RAW", self.raw.clone()),
             ("SCIMTRAIL__TOPICS__EVENTS", self.events.clone()),
             ("SCIMTRAIL__TOPICS__ENRICHED", self.enriched.clone()),
             ("SCIMTRAIL__TOPICS__ALERTS", self.alerts.clone()),
             ("SCIMTRAIL__TOPICS__DLQ", self.dlq.clone()),
-            ("SCIMTRAIL__TOPICS__INTERNAL_PREFIX", format!("{}.internal.", self.prefix)),
+            (
+                "SCIMTRAIL__TOPICS__INTERNAL_PREFIX",
+                format!("{}.internal.", self.prefix),
+            ),
             ("SCIMTRAIL__TOPICS__PARTITIONS", "3".into()),
             ("SCIMTRAIL__ADMIN__LISTEN", "127.0.0.1:0".into()),
             ("SCIMTRAIL__LOG__LEVEL", "info".into()),
@@ -140,7 +165,9 @@ impl Service {
     }
 
     fn start(&mut self) {
-        self.spawned_at_line = std::fs::read_to_string(&self.log).map(|s| s.lines().count()).unwrap_or(0);
+        self.spawned_at_line = std::fs::read_to_string(&self.log)
+            .map(|s| s.lines().count())
+            .unwrap_or(0);
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -161,7 +188,9 @@ impl Service {
         loop {
             if let Ok(text) = std::fs::read_to_string(&self.log) {
                 for line in text.lines().skip(self.spawned_at_line) {
-                    let Ok(v) = serde_json::from_str::<Value>(line) else { continue };
+                    let Ok(v) = serde_json::from_str::<Value>(line) else {
+                        continue;
+                    };
                     if v["message"] == "admin server listening" {
                         if let Some(addr) = v["addr"].as_str().and_then(|a| a.parse().ok()) {
                             return addr;
@@ -169,10 +198,24 @@ impl Service {
                     }
                 }
             }
-            assert!(Instant::now() < deadline, "{} did not log its admin address; see {}", self.name, self.log.display());
-            let exited = self.child.lock().expect("lock").as_mut().and_then(|c| c.try_wait().ok().flatten());
+            assert!(
+                Instant::now() < deadline,
+                "{} did not log its admin address; see {}",
+                self.name,
+                self.log.display()
+            );
+            let exited = self
+                .child
+                .lock()
+                .expect("lock")
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten());
             if let Some(status) = exited {
-                panic!("{} exited with {status} at start; see {}", self.name, self.log.display());
+                panic!(
+                    "{} exited with {status} at start; see {}",
+                    self.name,
+                    self.log.display()
+                );
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
@@ -188,14 +231,24 @@ impl Service {
                     return;
                 }
             }
-            assert!(Instant::now() < deadline, "{} not ready within 90 s; see {}", self.name, self.log.display());
+            assert!(
+                Instant::now() < deadline,
+                "{} not ready within 90 s; see {}",
+                self.name,
+                self.log.display()
+            );
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
     }
 
     pub async fn metrics(&self) -> String {
         let addr = self.admin_addr().await;
-        reqwest::get(format!("http://{addr}/metrics")).await.expect("metrics").text().await.expect("text")
+        reqwest::get(format!("http://{addr}/metrics"))
+            .await
+            .expect("metrics")
+            .text()
+            .await
+            .expect("text")
     }
 
     /// SIGKILL: no drain, no goodbye.
@@ -208,13 +261,20 @@ impl Service {
 
     /// SIGTERM and wait for a clean exit; returns whether it exited 0.
     pub fn terminate(&mut self, timeout: Duration) -> bool {
-        let Some(mut c) = self.child.lock().expect("lock").take() else { return true };
-        let _ = Command::new("kill").arg("-TERM").arg(c.id().to_string()).status();
+        let Some(mut c) = self.child.lock().expect("lock").take() else {
+            return true;
+        };
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(c.id().to_string())
+            .status();
         let deadline = Instant::now() + timeout;
         loop {
             match c.try_wait() {
                 Ok(Some(status)) => return status.success(),
-                Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(50)),
+                Ok(None) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(50))
+                }
                 _ => {
                     let _ = c.kill();
                     let _ = c.wait();
@@ -265,8 +325,14 @@ async fn receive(State(s): State<ReceiverState>, headers: HeaderMap, body: Bytes
         }
     }
     let body = serde_json::from_slice(&body).unwrap_or(Value::Null);
-    let webhook_id = headers.get("webhook-id").and_then(|v| v.to_str().ok()).map(str::to_string);
-    s.calls.lock().expect("lock").push(Received { webhook_id, body });
+    let webhook_id = headers
+        .get("webhook-id")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    s.calls
+        .lock()
+        .expect("lock")
+        .push(Received { webhook_id, body });
     StatusCode::NO_CONTENT
 }
 
@@ -274,7 +340,9 @@ impl Receiver {
     pub async fn start(fail_first: usize) -> Receiver {
         let state = ReceiverState::default();
         *state.fail_first.lock().expect("lock") = fail_first;
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
         let addr = listener.local_addr().expect("addr");
         let app = Router::new().fallback(receive).with_state(state.clone());
         tokio::spawn(async move {
@@ -298,7 +366,11 @@ impl Receiver {
     pub async fn wait_for(&self, n: usize, timeout: Duration, settle: Duration) -> Vec<Received> {
         let deadline = Instant::now() + timeout;
         while self.calls().len() < n {
-            assert!(Instant::now() < deadline, "receiver got {} of {n} webhook calls in {timeout:?}", self.calls().len());
+            assert!(
+                Instant::now() < deadline,
+                "receiver got {} of {n} webhook calls in {timeout:?}",
+                self.calls().len()
+            );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         tokio::time::sleep(settle).await;
@@ -316,7 +388,12 @@ pub struct Stages {
 }
 
 impl Stages {
-    pub const ALL: Stages = Stages { ingest: true, enricher: true, detector: true, sink: true };
+    pub const ALL: Stages = Stages {
+        ingest: true,
+        enricher: true,
+        detector: true,
+        sink: true,
+    };
 }
 
 /// A whole pipeline: topics, two instances of each stage, a receiver.
@@ -328,7 +405,12 @@ pub struct Pipeline {
 }
 
 impl Pipeline {
-    pub async fn start(test: &str, stages: Stages, instances: usize, fail_first: usize) -> Pipeline {
+    pub async fn start(
+        test: &str,
+        stages: Stages,
+        instances: usize,
+        fail_first: usize,
+    ) -> Pipeline {
         let names = Names::new(test);
         let log_dir = target_dir().join("e2e-logs").join(&names.prefix);
         std::fs::create_dir_all(&log_dir).expect("log dir");
@@ -337,12 +419,19 @@ impl Pipeline {
             .envs(names.env())
             .output()
             .expect("run scimtrail topics ensure");
-        assert!(out.status.success(), "topics ensure failed: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "topics ensure failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let receiver = Receiver::start(fail_first).await;
         let mut services = Vec::new();
         for i in 1..=instances {
             let mut env = names.env();
-            env.push(("SCIMTRAIL__KAFKA__INSTANCE_ID".into(), format!("{}-{i}", names.prefix)));
+            env.push((
+                "SCIMTRAIL__KAFKA__INSTANCE_ID".into(),
+                format!("{}-{i}", names.prefix),
+            ));
             env.push(("SCIMTRAIL__SINK__WEBHOOKS".into(), receiver.url.clone()));
             env.push(("SCIMTRAIL__SINK__INITIAL_BACKOFF_MS".into(), "100".into()));
             env.push(("SCIMTRAIL__SINK__MAX_BACKOFF_MS".into(), "400".into()));
@@ -353,18 +442,42 @@ impl Pipeline {
                 (stages.sink, "sink"),
             ] {
                 if on {
-                    services.push(Service::spawn(&format!("scimtrail-{stage}"), &format!("{stage}-{i}"), env.clone(), &log_dir));
+                    services.push(Service::spawn(
+                        &format!("scimtrail-{stage}"),
+                        &format!("{stage}-{i}"),
+                        env.clone(),
+                        &log_dir,
+                    ));
                 }
             }
         }
         for s in &services {
             s.wait_ready().await;
         }
-        Pipeline { names, services, receiver, log_dir }
+        Pipeline {
+            names,
+            services,
+            receiver,
+            log_dir,
+        }
     }
 
     pub fn service(&mut self, name: &str) -> &mut Service {
-        self.services.iter_mut().find(|s| s.name == name).unwrap_or_else(|| panic!("no service {name}"))
+        self.services
+            .iter_mut()
+            .find(|s| s.name == name)
+            .unwrap_or_else(|| panic!("no service {name}"))
+    }
+}
+
+impl Drop for Pipeline {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!(
+                "service logs of the failed test: {}",
+                self.log_dir.display()
+            );
+        }
     }
 }
 
@@ -381,13 +494,21 @@ pub async fn produce(topic: &str, records: &[(Option<String>, Vec<u8>)]) {
         if let Some(k) = key {
             r = r.key(k);
         }
-        producer.send(r, Duration::from_secs(30)).await.expect("produce");
+        producer
+            .send(r, Duration::from_secs(30))
+            .await
+            .expect("produce");
     }
 }
 
 /// Reads `topic` (read_committed) from the beginning until `expected` records
 /// arrived, then `settle` longer to catch duplicates.
-pub async fn consume(topic: &str, expected: usize, timeout: Duration, settle: Duration) -> Vec<OwnedMessage> {
+pub async fn consume(
+    topic: &str,
+    expected: usize,
+    timeout: Duration,
+    settle: Duration,
+) -> Vec<OwnedMessage> {
     let consumer: StreamConsumer = ClientConfig::new()
         .set("bootstrap.servers", brokers())
         .set("group.id", format!("e2e-reader-{}", uuid::Uuid::new_v4()))
@@ -406,7 +527,10 @@ pub async fn consume(topic: &str, expected: usize, timeout: Duration, settle: Du
             break;
         }
         if settle_until.is_none() && now >= deadline {
-            panic!("{topic}: got {} of {expected} records within {timeout:?}", out.len());
+            panic!(
+                "{topic}: got {} of {expected} records within {timeout:?}",
+                out.len()
+            );
         }
         if let Ok(Ok(m)) = tokio::time::timeout(Duration::from_millis(200), consumer.recv()).await {
             out.push(m.detach());
@@ -419,7 +543,11 @@ pub async fn consume(topic: &str, expected: usize, timeout: Duration, settle: Du
 }
 
 /// Committed offsets of `group` on `topic`, and the topic's end offsets.
-pub fn offsets(group: &str, topic: &str, partitions: i32) -> (BTreeMap<i32, i64>, BTreeMap<i32, i64>) {
+pub fn offsets(
+    group: &str,
+    topic: &str,
+    partitions: i32,
+) -> (BTreeMap<i32, i64>, BTreeMap<i32, i64>) {
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", brokers())
         .set("group.id", group)
@@ -429,12 +557,22 @@ pub fn offsets(group: &str, topic: &str, partitions: i32) -> (BTreeMap<i32, i64>
     for p in 0..partitions {
         tpl.add_partition(topic, p);
     }
-    let committed = consumer.committed_offsets(tpl, Duration::from_secs(10)).expect("committed offsets");
+    let committed = consumer
+        .committed_offsets(tpl, Duration::from_secs(10))
+        .expect("committed offsets");
     let mut c = BTreeMap::new();
     let mut e = BTreeMap::new();
     for el in committed.elements() {
-        c.insert(el.partition(), match el.offset() { Offset::Offset(o) => o, _ => -1 });
-        let (_, high) = consumer.fetch_watermarks(topic, el.partition(), Duration::from_secs(10)).expect("watermarks");
+        c.insert(
+            el.partition(),
+            match el.offset() {
+                Offset::Offset(o) => o,
+                _ => -1,
+            },
+        );
+        let (_, high) = consumer
+            .fetch_watermarks(topic, el.partition(), Duration::from_secs(10))
+            .expect("watermarks");
         e.insert(el.partition(), high);
     }
     (c, e)
@@ -455,9 +593,17 @@ pub async fn unprocessed(group: &str, topic: &str, partitions: i32) -> usize {
         .expect("consumer");
     let mut tpl = TopicPartitionList::new();
     for (p, c) in &committed {
-        let start = if *c < 0 { Offset::Beginning } else { Offset::Offset(*c) };
+        let start = if *c < 0 {
+            Offset::Beginning
+        } else {
+            Offset::Offset(*c)
+        };
         tpl.add_partition_offset(topic, *p, start).expect("offset");
-        assert!(*c <= end[p], "committed offset {c} beyond the end {} of {topic}/{p}", end[p]);
+        assert!(
+            *c <= end[p],
+            "committed offset {c} beyond the end {} of {topic}/{p}",
+            end[p]
+        );
     }
     consumer.assign(&tpl).expect("assign");
     let mut n = 0;
@@ -474,7 +620,16 @@ pub async fn unprocessed(group: &str, topic: &str, partitions: i32) -> usize {
 pub fn headers(m: &OwnedMessage) -> HashMap<String, String> {
     use rdkafka::message::Headers;
     m.headers()
-        .map(|h| h.iter().map(|x| (x.key.to_string(), String::from_utf8_lossy(x.value.unwrap_or_default()).into_owned())).collect())
+        .map(|h| {
+            h.iter()
+                .map(|x| {
+                    (
+                        x.key.to_string(),
+                        String::from_utf8_lossy(x.value.unwrap_or_default()).into_owned(),
+                    )
+                })
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -487,7 +642,11 @@ pub fn generate(args: &[&str]) -> Vec<Value> {
         .env("SCIMTRAIL__KAFKA__BROKERS", brokers())
         .output()
         .expect("run scimtrail gen");
-    assert!(out.status.success(), "gen failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "gen failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8_lossy(&out.stdout)
         .lines()
         .map(|l| serde_json::from_str(l).expect("gen prints JSON lines"))
@@ -496,14 +655,24 @@ pub fn generate(args: &[&str]) -> Vec<Value> {
 
 /// The key a SCIM client tap would give a raw record: its resource.
 pub fn raw_key(v: &Value) -> String {
-    let target = v.pointer("/target/system").and_then(Value::as_str).unwrap_or("");
-    let path = v.pointer("/request/path").and_then(Value::as_str).unwrap_or("");
+    let target = v
+        .pointer("/target/system")
+        .and_then(Value::as_str)
+        .unwrap_or("");
+    let path = v
+        .pointer("/request/path")
+        .and_then(Value::as_str)
+        .unwrap_or("");
     let mut segs = path.trim_start_matches('/').split('/');
     let endpoint = segs.next().unwrap_or("");
     let id = segs
         .next()
         .map(str::to_string)
-        .or_else(|| v.pointer("/response/body/id").and_then(Value::as_str).map(str::to_string))
+        .or_else(|| {
+            v.pointer("/response/body/id")
+                .and_then(Value::as_str)
+                .map(str::to_string)
+        })
         .unwrap_or_default();
     format!("{target}/{endpoint}/{id}")
 }

@@ -23,10 +23,30 @@ fn invalid_raw() -> Vec<(Vec<u8>, &'static str)> {
     };
     vec![
         (b"{this is not json".to_vec(), "invalid_json"),
-        (with(&|v| { v["principal"] = json!({"type": "service"}); }), "invalid_shape"),
-        (with(&|v| { v["request"]["method"] = json!("TRACE"); }), "unknown_method"),
-        (with(&|v| { v["time"] = json!("last tuesday"); }), "invalid_time"),
-        (with(&|v| { v["request"]["path"] = json!("/Bulk"); }), "unsupported"),
+        (
+            with(&|v| {
+                v["principal"] = json!({"type": "service"});
+            }),
+            "invalid_shape",
+        ),
+        (
+            with(&|v| {
+                v["request"]["method"] = json!("TRACE");
+            }),
+            "unknown_method",
+        ),
+        (
+            with(&|v| {
+                v["time"] = json!("last tuesday");
+            }),
+            "invalid_time",
+        ),
+        (
+            with(&|v| {
+                v["request"]["path"] = json!("/Bulk");
+            }),
+            "unsupported",
+        ),
     ]
 }
 
@@ -36,9 +56,26 @@ fn invalid_raw() -> Vec<(Vec<u8>, &'static str)> {
 /// by `mass-deleter` within 20 seconds.
 fn traffic() -> Vec<Value> {
     generate(&[
-        "--start", "2026-01-01T00:00:00Z", "--step-ms", "5000", "--rate", "100000", "--count", "60", "--seed", "7",
-        "--failure-ratio", "0.1", "--burst-principal", "mass-deleter", "--burst-size", "30", "--burst-within", "20",
-        "--burst-after", "30",
+        "--start",
+        "2026-01-01T00:00:00Z",
+        "--step-ms",
+        "5000",
+        "--rate",
+        "100000",
+        "--count",
+        "60",
+        "--seed",
+        "7",
+        "--failure-ratio",
+        "0.1",
+        "--burst-principal",
+        "mass-deleter",
+        "--burst-size",
+        "30",
+        "--burst-within",
+        "20",
+        "--burst-after",
+        "30",
     ])
 }
 
@@ -52,23 +89,41 @@ async fn pipeline_delivers_each_event_once_dead_letters_bad_input_and_alerts_on_
 
     let valid = traffic();
     let invalid = invalid_raw();
-    let mut records: Vec<(Option<String>, Vec<u8>)> =
-        valid.iter().map(|v| (Some(raw_key(v)), v.to_string().into_bytes())).collect();
+    let mut records: Vec<(Option<String>, Vec<u8>)> = valid
+        .iter()
+        .map(|v| (Some(raw_key(v)), v.to_string().into_bytes()))
+        .collect();
     // Poison between good records: it must not hold back its neighbours.
     for (i, (bytes, _)) in invalid.iter().enumerate() {
         records.insert(10 + i * 15, (Some(format!("bad-{i}")), bytes.clone()));
     }
     produce(&names.raw, &records).await;
     // And a record on the events topic that is not an AuditEvent: the enricher's poison.
-    produce(&names.events, &[(Some("junk".into()), b"\xc3\x01garbage".to_vec())]).await;
+    produce(
+        &names.events,
+        &[(Some("junk".into()), b"\xc3\x01garbage".to_vec())],
+    )
+    .await;
 
     // Every valid exchange becomes exactly one enriched event.
-    let enriched = consume(&names.enriched, valid.len(), Duration::from_secs(120), Duration::from_secs(3)).await;
-    let want: BTreeSet<String> = valid.iter().map(|v| v["id"].as_str().expect("id").to_string()).collect();
+    let enriched = consume(
+        &names.enriched,
+        valid.len(),
+        Duration::from_secs(120),
+        Duration::from_secs(3),
+    )
+    .await;
+    let want: BTreeSet<String> = valid
+        .iter()
+        .map(|v| v["id"].as_str().expect("id").to_string())
+        .collect();
     let mut seen: HashMap<String, usize> = HashMap::new();
     let mut decoded = Vec::new();
     for m in &enriched {
-        let e = codecs.enriched.decode(m.payload().expect("payload")).expect("enriched decodes");
+        let e = codecs
+            .enriched
+            .decode(m.payload().expect("payload"))
+            .expect("enriched decodes");
         *seen.entry(e.event.event_id.clone()).or_default() += 1;
         decoded.push((m.partition(), e));
     }
@@ -78,13 +133,30 @@ async fn pipeline_delivers_each_event_once_dead_letters_bad_input_and_alerts_on_
     assert_eq!(got, want, "enriched ids differ from the valid raw ids");
 
     // The enricher writes each event to the partition number it read it from.
-    let events = consume(&names.events, valid.len() + 1, Duration::from_secs(30), Duration::from_secs(1)).await;
+    let events = consume(
+        &names.events,
+        valid.len() + 1,
+        Duration::from_secs(30),
+        Duration::from_secs(1),
+    )
+    .await;
     let event_partition: HashMap<String, i32> = events
         .iter()
-        .filter_map(|m| codecs.audit_event.decode(m.payload()?).ok().map(|e| (e.event_id, m.partition())))
+        .filter_map(|m| {
+            codecs
+                .audit_event
+                .decode(m.payload()?)
+                .ok()
+                .map(|e| (e.event_id, m.partition()))
+        })
         .collect();
     for (partition, e) in &decoded {
-        assert_eq!(event_partition.get(&e.event.event_id), Some(partition), "event {} moved partition", e.event.event_id);
+        assert_eq!(
+            event_partition.get(&e.event.event_id),
+            Some(partition),
+            "event {} moved partition",
+            e.event.event_id
+        );
     }
 
     // Attribute-level before/after: a successful user PATCH after its create has
@@ -92,46 +164,99 @@ async fn pipeline_delivers_each_event_once_dead_letters_bad_input_and_alerts_on_
     let user_patches: Vec<_> = decoded
         .iter()
         .map(|(_, e)| e)
-        .filter(|e| e.event.action == AuditAction::Patch && e.event.outcome == Outcome::Success && e.event.resource.kind == "User")
+        .filter(|e| {
+            e.event.action == AuditAction::Patch
+                && e.event.outcome == Outcome::Success
+                && e.event.resource.kind == "User"
+        })
         .collect();
-    assert!(!user_patches.is_empty(), "the traffic has successful user PATCHes");
+    assert!(
+        !user_patches.is_empty(),
+        "the traffic has successful user PATCHes"
+    );
     for e in &user_patches {
         assert!(!e.partial, "user PATCH {} is partial", e.event.event_id);
-        assert!(!e.changes.is_empty(), "user PATCH {} lists no change", e.event.event_id);
-        assert!(e.changes.iter().all(|c| c.kind != ChangeKind::Changed || (c.before.is_some() && c.after.is_some())));
+        assert!(
+            !e.changes.is_empty(),
+            "user PATCH {} lists no change",
+            e.event.event_id
+        );
+        assert!(e
+            .changes
+            .iter()
+            .all(|c| c.kind != ChangeKind::Changed || (c.before.is_some() && c.after.is_some())));
     }
-    let creates: Vec<_> = decoded.iter().map(|(_, e)| e).filter(|e| e.event.action == AuditAction::Create && e.event.outcome == Outcome::Success).collect();
-    assert!(creates.iter().all(|e| e.before.is_none() && e.changes.iter().all(|c| c.kind == ChangeKind::Added)));
-    let failures = decoded.iter().filter(|(_, e)| e.event.outcome == Outcome::Failure).count();
+    let creates: Vec<_> = decoded
+        .iter()
+        .map(|(_, e)| e)
+        .filter(|e| e.event.action == AuditAction::Create && e.event.outcome == Outcome::Success)
+        .collect();
+    assert!(creates
+        .iter()
+        .all(|e| e.before.is_none() && e.changes.iter().all(|c| c.kind == ChangeKind::Added)));
+    let failures = decoded
+        .iter()
+        .filter(|(_, e)| e.event.outcome == Outcome::Failure)
+        .count();
     assert!(failures > 0, "the traffic includes failures");
-    assert!(decoded.iter().filter(|(_, e)| e.event.outcome == Outcome::Failure).all(|(_, e)| e.changes.is_empty() && e.event.error.is_some()));
+    assert!(decoded
+        .iter()
+        .filter(|(_, e)| e.event.outcome == Outcome::Failure)
+        .all(|(_, e)| e.changes.is_empty() && e.event.error.is_some()));
 
     // Exactly the invalid records are dead-lettered, bytes intact, reason attached.
-    let dlq = consume(&names.dlq, invalid.len() + 1, Duration::from_secs(30), Duration::from_secs(2)).await;
+    let dlq = consume(
+        &names.dlq,
+        invalid.len() + 1,
+        Duration::from_secs(30),
+        Duration::from_secs(2),
+    )
+    .await;
     assert_eq!(dlq.len(), invalid.len() + 1, "dead letters");
     let mut by_kind: BTreeMap<String, (String, Vec<u8>)> = BTreeMap::new();
     for m in &dlq {
         let h = headers(m);
         assert!(!h["scimtrail.dlq.reason"].is_empty());
-        by_kind.insert(h["scimtrail.dlq.kind"].clone(), (h["scimtrail.dlq.stage"].clone(), m.payload().unwrap_or_default().to_vec()));
+        by_kind.insert(
+            h["scimtrail.dlq.kind"].clone(),
+            (
+                h["scimtrail.dlq.stage"].clone(),
+                m.payload().unwrap_or_default().to_vec(),
+            ),
+        );
     }
     for (bytes, kind) in &invalid {
-        let (stage, payload) = by_kind.get(*kind).unwrap_or_else(|| panic!("no dead letter of kind {kind}"));
+        let (stage, payload) = by_kind
+            .get(*kind)
+            .unwrap_or_else(|| panic!("no dead letter of kind {kind}"));
         assert_eq!(stage, "ingest");
         assert_eq!(payload, bytes, "dead letter keeps the original bytes");
     }
-    assert_eq!(by_kind.get("invalid_avro").map(|(s, _)| s.as_str()), Some("enricher"));
+    assert_eq!(
+        by_kind.get("invalid_avro").map(|(s, _)| s.as_str()),
+        Some("enricher")
+    );
 
     // Exactly one alert, for the burst, delivered despite the receiver's failures.
-    let calls = p.receiver.wait_for(1, Duration::from_secs(60), Duration::from_secs(4)).await;
+    let calls = p
+        .receiver
+        .wait_for(1, Duration::from_secs(60), Duration::from_secs(4))
+        .await;
     assert_eq!(calls.len(), 1, "expected exactly one alert, got {calls:#?}");
-    assert_eq!(p.receiver.failures_left(), 0, "the sink retried through the failures");
+    assert_eq!(
+        p.receiver.failures_left(),
+        0,
+        "the sink retried through the failures"
+    );
     let alert = &calls[0].body["data"];
     assert_eq!(alert["rule_id"], "burst.principal");
     assert_eq!(alert["principal"], "mass-deleter");
     assert_eq!(alert["count"], 21, "fires on the event that crosses 20");
     assert_eq!(alert["threshold"], 20);
-    assert_eq!(alert["evidence_event_ids"].as_array().map(Vec::len), Some(20));
+    assert_eq!(
+        alert["evidence_event_ids"].as_array().map(Vec::len),
+        Some(20)
+    );
     assert_eq!(calls[0].webhook_id.as_deref(), alert["alert_id"].as_str());
     let burst_ids: BTreeSet<&str> = valid
         .iter()
@@ -139,7 +264,10 @@ async fn pipeline_delivers_each_event_once_dead_letters_bad_input_and_alerts_on_
         .filter_map(|v| v["id"].as_str())
         .collect();
     for id in alert["evidence_event_ids"].as_array().expect("evidence") {
-        assert!(burst_ids.contains(id.as_str().expect("id")), "evidence {id} is not a burst event");
+        assert!(
+            burst_ids.contains(id.as_str().expect("id")),
+            "evidence {id} is not a burst event"
+        );
     }
 
     // Offsets were committed with the output: every input record is accounted for.
@@ -149,24 +277,51 @@ async fn pipeline_delivers_each_event_once_dead_letters_bad_input_and_alerts_on_
         (names.group("detector-repartition"), &names.enriched),
         (names.group("sink"), &names.alerts),
     ] {
-        assert_eq!(unprocessed(&group, topic, 3).await, 0, "{group} left records of {topic} uncommitted");
+        assert_eq!(
+            unprocessed(&group, topic, 3).await,
+            0,
+            "{group} left records of {topic} uncommitted"
+        );
     }
 
     // Every service shuts down cleanly on SIGTERM.
     for s in p.services.iter_mut() {
-        assert!(s.terminate(Duration::from_secs(30)), "{} did not exit cleanly on SIGTERM", s.name);
+        assert!(
+            s.terminate(Duration::from_secs(30)),
+            "{} did not exit cleanly on SIGTERM",
+            s.name
+        );
     }
 }
 
 #[tokio::test]
 async fn enricher_killed_mid_stream_loses_and_duplicates_nothing() {
     let _serial = SERIAL.lock().await;
-    let stages = Stages { ingest: true, enricher: true, detector: false, sink: false };
+    let stages = Stages {
+        ingest: true,
+        enricher: true,
+        detector: false,
+        sink: false,
+    };
     let mut p = Pipeline::start("crash", stages, 2, 0).await;
     let names = p.names.clone();
     let codecs = Codecs::single_object().expect("codecs");
-    let valid = generate(&["--start", "2026-02-01T00:00:00Z", "--step-ms", "1000", "--rate", "100000", "--count", "1500", "--seed", "11"]);
-    let records: Vec<(Option<String>, Vec<u8>)> = valid.iter().map(|v| (Some(raw_key(v)), v.to_string().into_bytes())).collect();
+    let valid = generate(&[
+        "--start",
+        "2026-02-01T00:00:00Z",
+        "--step-ms",
+        "1000",
+        "--rate",
+        "100000",
+        "--count",
+        "1500",
+        "--seed",
+        "11",
+    ]);
+    let records: Vec<(Option<String>, Vec<u8>)> = valid
+        .iter()
+        .map(|v| (Some(raw_key(v)), v.to_string().into_bytes()))
+        .collect();
 
     // Produce in slices while the pipeline runs, and kill one enricher when part
     // of the stream is through.
@@ -177,7 +332,13 @@ async fn enricher_killed_mid_stream_loses_and_duplicates_nothing() {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     });
-    let partial = consume(&names.enriched, 300, Duration::from_secs(120), Duration::ZERO).await;
+    let partial = consume(
+        &names.enriched,
+        300,
+        Duration::from_secs(120),
+        Duration::ZERO,
+    )
+    .await;
     assert!(partial.len() >= 300);
     p.service("enricher-1").kill9();
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -185,23 +346,45 @@ async fn enricher_killed_mid_stream_loses_and_duplicates_nothing() {
     p.service("enricher-1").wait_ready().await;
     producer.await.expect("producer task");
 
-    let enriched = consume(&names.enriched, valid.len(), Duration::from_secs(180), Duration::from_secs(5)).await;
+    let enriched = consume(
+        &names.enriched,
+        valid.len(),
+        Duration::from_secs(180),
+        Duration::from_secs(5),
+    )
+    .await;
     let mut seen: HashMap<String, usize> = HashMap::new();
     for m in &enriched {
-        let e = codecs.enriched.decode(m.payload().expect("payload")).expect("decodes");
+        let e = codecs
+            .enriched
+            .decode(m.payload().expect("payload"))
+            .expect("decodes");
         *seen.entry(e.event.event_id).or_default() += 1;
     }
     let dups = seen.values().filter(|n| **n > 1).count();
     assert_eq!(dups, 0, "events duplicated after the crash");
-    let want: BTreeSet<String> = valid.iter().map(|v| v["id"].as_str().expect("id").to_string()).collect();
+    let want: BTreeSet<String> = valid
+        .iter()
+        .map(|v| v["id"].as_str().expect("id").to_string())
+        .collect();
     let got: BTreeSet<String> = seen.into_keys().collect();
     let missing: Vec<_> = want.difference(&got).take(5).collect();
-    assert!(missing.is_empty(), "events lost after the crash, e.g. {missing:?}");
+    assert!(
+        missing.is_empty(),
+        "events lost after the crash, e.g. {missing:?}"
+    );
     assert_eq!(enriched.len(), valid.len());
 
-    assert_eq!(unprocessed(&names.group("enricher"), &names.events, 3).await, 0, "enricher offsets after recovery");
+    assert_eq!(
+        unprocessed(&names.group("enricher"), &names.events, 3).await,
+        0,
+        "enricher offsets after recovery"
+    );
     // The restarted instance fenced its predecessor's open transaction rather
     // than waiting for it to time out.
     let metrics = p.service("enricher-1").metrics().await;
-    assert!(metrics.contains("scimtrail_enricher_transactions_total"), "{metrics}");
+    assert!(
+        metrics.contains("scimtrail_enricher_transactions_total"),
+        "{metrics}"
+    );
 }

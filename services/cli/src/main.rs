@@ -88,7 +88,9 @@ async fn main() -> anyhow::Result<()> {
     }
     scimtrail_core::telemetry::init(&log);
     match cli.command {
-        Command::Topics { action: TopicsAction::Ensure } => topics::ensure(&common).await,
+        Command::Topics {
+            action: TopicsAction::Ensure,
+        } => topics::ensure(&common).await,
         Command::Gen(args) => traffic::run(&common, args).await,
         Command::Tail(args) => tail::run(&common, args).await,
         Command::Receive(_) => Ok(()),

@@ -47,7 +47,9 @@ pub fn decode_value(codecs: &Codecs, payload: &[u8]) -> Value {
     }
     match std::str::from_utf8(payload) {
         Ok(s) => json!({"type": "text", "value": s}),
-        Err(_) => json!({"type": "bytes", "value": base64::engine::general_purpose::STANDARD.encode(payload)}),
+        Err(_) => {
+            json!({"type": "bytes", "value": base64::engine::general_purpose::STANDARD.encode(payload)})
+        }
     }
 }
 
@@ -62,7 +64,14 @@ pub async fn run(common: &CommonConfig, args: TailArgs) -> anyhow::Result<()> {
         &[
             ("enable.auto.commit", "false"),
             ("isolation.level", "read_committed"),
-            ("auto.offset.reset", if args.from_beginning { "earliest" } else { "latest" }),
+            (
+                "auto.offset.reset",
+                if args.from_beginning {
+                    "earliest"
+                } else {
+                    "latest"
+                },
+            ),
         ],
     )?;
     let consumer: StreamConsumer = cc.create()?;
@@ -75,7 +84,10 @@ pub async fn run(common: &CommonConfig, args: TailArgs) -> anyhow::Result<()> {
         }
         let msg = match tokio::time::timeout(Duration::from_millis(500), consumer.recv()).await {
             Err(_) => {
-                if args.idle_exit.is_some_and(|s| last.elapsed() >= Duration::from_secs(s)) {
+                if args
+                    .idle_exit
+                    .is_some_and(|s| last.elapsed() >= Duration::from_secs(s))
+                {
                     break;
                 }
                 continue;
@@ -96,7 +108,15 @@ pub async fn run(common: &CommonConfig, args: TailArgs) -> anyhow::Result<()> {
                 .headers()
                 .map(|h| {
                     h.iter()
-                        .map(|x| (x.key.to_string(), Value::String(String::from_utf8_lossy(x.value.unwrap_or_default()).into_owned())))
+                        .map(|x| {
+                            (
+                                x.key.to_string(),
+                                Value::String(
+                                    String::from_utf8_lossy(x.value.unwrap_or_default())
+                                        .into_owned(),
+                                ),
+                            )
+                        })
                         .collect()
                 })
                 .unwrap_or_default();

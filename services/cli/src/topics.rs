@@ -9,7 +9,9 @@ pub async fn ensure(common: &CommonConfig) -> anyhow::Result<()> {
     let mut mismatched = Vec::new();
     for (name, status) in results {
         match status {
-            TopicStatus::Created => println!("created {name} ({} partitions)", common.topics.partitions),
+            TopicStatus::Created => {
+                println!("created {name} ({} partitions)", common.topics.partitions)
+            }
             TopicStatus::Exists { partitions } => {
                 println!("exists  {name} ({partitions} partitions)");
                 if partitions != common.topics.partitions {

@@ -57,7 +57,7 @@ pub struct GenArgs {
 }
 
 pub async fn run(common: &CommonConfig, args: GenArgs) -> anyhow::Result<()> {
-    if !(args.rate > 0.0) {
+    if !args.rate.is_finite() || args.rate <= 0.0 {
         anyhow::bail!("--rate must be positive");
     }
     let (start, step) = match &args.start {
@@ -67,7 +67,10 @@ pub async fn run(common: &CommonConfig, args: GenArgs) -> anyhow::Result<()> {
                 .with_timezone(&Utc),
             chrono::Duration::milliseconds(args.step_ms),
         ),
-        None => (Utc::now(), chrono::Duration::milliseconds((1000.0 / args.rate) as i64)),
+        None => (
+            Utc::now(),
+            chrono::Duration::milliseconds((1000.0 / args.rate) as i64),
+        ),
     };
     let mut generator = Generator::new(GenConfig {
         seed: args.seed,
@@ -99,7 +102,11 @@ pub async fn run(common: &CommonConfig, args: GenArgs) -> anyhow::Result<()> {
             burst_done = true;
             let p = args.burst_principal.clone().unwrap_or_default();
             eprintln!("gen: burst of {} changes by {p}", args.burst_size);
-            generator.burst(&p, args.burst_size, chrono::Duration::seconds(args.burst_within as i64))
+            generator.burst(
+                &p,
+                args.burst_size,
+                chrono::Duration::seconds(args.burst_within as i64),
+            )
         } else {
             sent += 1;
             vec![generator.next_event()]
@@ -112,7 +119,9 @@ pub async fn run(common: &CommonConfig, args: GenArgs) -> anyhow::Result<()> {
         }
         // Records are paced at --rate whatever their event times are.
         next_at += interval;
-        let wait = next_at.checked_duration_since(Instant::now()).unwrap_or_default();
+        let wait = next_at
+            .checked_duration_since(Instant::now())
+            .unwrap_or_default();
         // Confirm deliveries while idle (or when many are in flight), so a
         // broker problem surfaces promptly as an error.
         if pending.len() >= 1000 || wait >= Duration::from_millis(20) {
@@ -126,21 +135,38 @@ pub async fn run(common: &CommonConfig, args: GenArgs) -> anyhow::Result<()> {
     if let Some(p) = &producer {
         p.flush(Duration::from_secs(30))?;
     }
-    eprintln!("gen: {sent} exchanges{}", if args.burst_principal.is_some() { " and a burst" } else { "" });
+    eprintln!(
+        "gen: {sent} exchanges{}",
+        if args.burst_principal.is_some() {
+            " and a burst"
+        } else {
+            ""
+        }
+    );
     Ok(())
 }
 
 /// Keys a raw record like ingest keys its event: by target system, resource type
 /// and id, so one resource's exchanges stay in order on one partition.
 fn raw_key(v: &Value) -> String {
-    let target = v.pointer("/target/system").and_then(Value::as_str).unwrap_or("");
-    let path = v.pointer("/request/path").and_then(Value::as_str).unwrap_or("");
+    let target = v
+        .pointer("/target/system")
+        .and_then(Value::as_str)
+        .unwrap_or("");
+    let path = v
+        .pointer("/request/path")
+        .and_then(Value::as_str)
+        .unwrap_or("");
     let mut segs = path.trim_start_matches('/').split('/');
     let endpoint = segs.next().unwrap_or("");
     let id = segs
         .next()
         .map(str::to_string)
-        .or_else(|| v.pointer("/response/body/id").and_then(Value::as_str).map(str::to_string))
+        .or_else(|| {
+            v.pointer("/response/body/id")
+                .and_then(Value::as_str)
+                .map(str::to_string)
+        })
         .unwrap_or_default();
     let kind = match endpoint {
         "Users" => "User",

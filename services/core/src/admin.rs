@@ -142,12 +142,26 @@ async fn metrics(State(s): State<AdminState>) -> ([(&'static str, &'static str);
 
 async fn healthz(State(s): State<AdminState>) -> (StatusCode, String) {
     let (ok, body) = s.health.check(false);
-    (if ok { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE }, body)
+    (
+        if ok {
+            StatusCode::OK
+        } else {
+            StatusCode::SERVICE_UNAVAILABLE
+        },
+        body,
+    )
 }
 
 async fn readyz(State(s): State<AdminState>) -> (StatusCode, String) {
     let (ok, body) = s.health.check(true);
-    (if ok { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE }, body)
+    (
+        if ok {
+            StatusCode::OK
+        } else {
+            StatusCode::SERVICE_UNAVAILABLE
+        },
+        body,
+    )
 }
 
 #[cfg(test)]
@@ -175,7 +189,8 @@ mod tests {
     fn stalled_task_fails_liveness() {
         let h = Health::new();
         let a = h.task("a");
-        a.last_beat_ms.store(now_ms() - STALL_AFTER_MS - 1, Ordering::Relaxed);
+        a.last_beat_ms
+            .store(now_ms() - STALL_AFTER_MS - 1, Ordering::Relaxed);
         let (ok, body) = h.check(false);
         assert!(!ok);
         assert!(body.contains("stalled"), "{body}");

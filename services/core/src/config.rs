@@ -161,16 +161,25 @@ impl KafkaConfig {
     /// Nested tables (TOML `security.protocol = …` parses as a nested key) are
     /// joined with dots, and underscores become dots because environment variable
     /// names cannot contain dots; no librdkafka property uses underscores.
-    pub fn librdkafka_properties(&self, kind: ClientKind) -> Result<BTreeMap<String, String>, ConfigError> {
+    pub fn librdkafka_properties(
+        &self,
+        kind: ClientKind,
+    ) -> Result<BTreeMap<String, String>, ConfigError> {
         let mut out = BTreeMap::new();
         flatten_properties("kafka.properties", "", &self.properties, &mut out)?;
         match kind {
-            ClientKind::Consumer => {
-                flatten_properties("kafka.consumer_properties", "", &self.consumer_properties, &mut out)?
-            }
-            ClientKind::Producer => {
-                flatten_properties("kafka.producer_properties", "", &self.producer_properties, &mut out)?
-            }
+            ClientKind::Consumer => flatten_properties(
+                "kafka.consumer_properties",
+                "",
+                &self.consumer_properties,
+                &mut out,
+            )?,
+            ClientKind::Producer => flatten_properties(
+                "kafka.producer_properties",
+                "",
+                &self.producer_properties,
+                &mut out,
+            )?,
             ClientKind::Admin => {}
         }
         Ok(out)
@@ -217,10 +226,16 @@ impl Validate for KafkaConfig {
             return Err(ConfigError::invalid("kafka.brokers", "must not be empty"));
         }
         if self.group_prefix.trim().is_empty() {
-            return Err(ConfigError::invalid("kafka.group_prefix", "must not be empty"));
+            return Err(ConfigError::invalid(
+                "kafka.group_prefix",
+                "must not be empty",
+            ));
         }
         if self.batch_max_messages == 0 {
-            return Err(ConfigError::invalid("kafka.batch_max_messages", "must be at least 1"));
+            return Err(ConfigError::invalid(
+                "kafka.batch_max_messages",
+                "must be at least 1",
+            ));
         }
         if self.operation_timeout_ms == 0 || self.transaction_timeout_ms == 0 {
             return Err(ConfigError::invalid(
@@ -230,7 +245,10 @@ impl Validate for KafkaConfig {
         }
         if let Some(id) = &self.instance_id {
             if id.trim().is_empty() {
-                return Err(ConfigError::invalid("kafka.instance_id", "must not be empty when set"));
+                return Err(ConfigError::invalid(
+                    "kafka.instance_id",
+                    "must not be empty when set",
+                ));
             }
         }
         self.librdkafka_properties(ClientKind::Consumer)?;
@@ -317,7 +335,13 @@ impl Default for TopicsConfig {
 impl TopicsConfig {
     /// The public topics, in pipeline order.
     pub fn all(&self) -> [&str; 5] {
-        [&self.raw, &self.events, &self.enriched, &self.alerts, &self.dlq]
+        [
+            &self.raw,
+            &self.events,
+            &self.enriched,
+            &self.alerts,
+            &self.dlq,
+        ]
     }
 
     /// Name of an internal topic owned by one stage.
@@ -344,7 +368,9 @@ impl Validate for TopicsConfig {
             {
                 return Err(ConfigError::invalid(
                     key,
-                    format!("`{name}` is not a legal Kafka topic name (letters, digits, `.`, `_`, `-`)"),
+                    format!(
+                        "`{name}` is not a legal Kafka topic name (letters, digits, `.`, `_`, `-`)"
+                    ),
                 ));
             }
         }
@@ -352,13 +378,22 @@ impl Validate for TopicsConfig {
         names.sort_unstable();
         names.dedup();
         if names.len() != 5 {
-            return Err(ConfigError::invalid("topics", "every topic needs a distinct name"));
+            return Err(ConfigError::invalid(
+                "topics",
+                "every topic needs a distinct name",
+            ));
         }
         if self.partitions < 1 {
-            return Err(ConfigError::invalid("topics.partitions", "must be at least 1"));
+            return Err(ConfigError::invalid(
+                "topics.partitions",
+                "must be at least 1",
+            ));
         }
         if self.replication_factor < 1 {
-            return Err(ConfigError::invalid("topics.replication_factor", "must be at least 1"));
+            return Err(ConfigError::invalid(
+                "topics.replication_factor",
+                "must be at least 1",
+            ));
         }
         Ok(())
     }
@@ -491,7 +526,8 @@ pub fn load_from<S>(
 where
     S: DeserializeOwned + Default + Validate,
 {
-    let mut builder = config::Config::builder().set_default("admin.listen", opts.default_admin_listen)?;
+    let mut builder =
+        config::Config::builder().set_default("admin.listen", opts.default_admin_listen)?;
     if let Some(file) = opts.file {
         if !file.exists() {
             return Err(ConfigError::invalid(
@@ -505,7 +541,9 @@ where
 
     // Each section rejects unknown keys itself; the top level is checked here
     // because the shared and the service's sections are deserialized apart.
-    let table = raw.clone().try_deserialize::<BTreeMap<String, config::Value>>()?;
+    let table = raw
+        .clone()
+        .try_deserialize::<BTreeMap<String, config::Value>>()?;
     for key in table.keys() {
         let known = COMMON_SECTIONS.contains(&key.as_str())
             || SERVICE_SECTIONS.contains(&key.as_str())
@@ -526,7 +564,9 @@ where
         .build()?
         .try_deserialize()?;
     let stage: S = match raw.get::<config::Value>(opts.section) {
-        Ok(v) => v.try_deserialize().map_err(|e| prefix_key(e, opts.section))?,
+        Ok(v) => v
+            .try_deserialize()
+            .map_err(|e| prefix_key(e, opts.section))?,
         Err(config::ConfigError::NotFound(_)) => S::default(),
         Err(e) => return Err(e.into()),
     };
@@ -566,7 +606,10 @@ mod tests {
     impl Validate for Demo {
         fn validate(&self) -> Result<(), ConfigError> {
             if self.threshold > 100 {
-                return Err(ConfigError::invalid("demo.threshold", "must be at most 100"));
+                return Err(ConfigError::invalid(
+                    "demo.threshold",
+                    "must be at most 100",
+                ));
             }
             Ok(())
         }
@@ -616,21 +659,48 @@ mod tests {
                 ("SCIMTRAIL__KAFKA__BROKERS", "env:9092"),
                 ("SCIMTRAIL__DEMO__THRESHOLD", "7"),
                 ("SCIMTRAIL__KAFKA__PROPERTIES__SASL_MECHANISM", "PLAIN"),
-                ("SCIMTRAIL__KAFKA__CONSUMER_PROPERTIES__SESSION_TIMEOUT_MS", "6000"),
+                (
+                    "SCIMTRAIL__KAFKA__CONSUMER_PROPERTIES__SESSION_TIMEOUT_MS",
+                    "6000",
+                ),
             ]),
         )
         .expect("load");
         assert_eq!(cfg.common.kafka.brokers, "env:9092");
         assert_eq!(cfg.common.kafka.group_prefix, "from-file");
         assert_eq!(cfg.stage.threshold, 7);
-        let props = cfg.common.kafka.librdkafka_properties(ClientKind::Admin).expect("props");
-        assert_eq!(props.get("security.protocol").map(String::as_str), Some("SSL"));
-        assert_eq!(props.get("sasl.mechanism").map(String::as_str), Some("PLAIN"));
+        let props = cfg
+            .common
+            .kafka
+            .librdkafka_properties(ClientKind::Admin)
+            .expect("props");
+        assert_eq!(
+            props.get("security.protocol").map(String::as_str),
+            Some("SSL")
+        );
+        assert_eq!(
+            props.get("sasl.mechanism").map(String::as_str),
+            Some("PLAIN")
+        );
         assert!(!props.contains_key("session.timeout.ms"));
-        let consumer = cfg.common.kafka.librdkafka_properties(ClientKind::Consumer).expect("props");
-        assert_eq!(consumer.get("session.timeout.ms").map(String::as_str), Some("6000"));
-        assert_eq!(consumer.get("security.protocol").map(String::as_str), Some("SSL"));
-        let producer = cfg.common.kafka.librdkafka_properties(ClientKind::Producer).expect("props");
+        let consumer = cfg
+            .common
+            .kafka
+            .librdkafka_properties(ClientKind::Consumer)
+            .expect("props");
+        assert_eq!(
+            consumer.get("session.timeout.ms").map(String::as_str),
+            Some("6000")
+        );
+        assert_eq!(
+            consumer.get("security.protocol").map(String::as_str),
+            Some("SSL")
+        );
+        let producer = cfg
+            .common
+            .kafka
+            .librdkafka_properties(ClientKind::Producer)
+            .expect("props");
         assert!(!producer.contains_key("session.timeout.ms"));
     }
 
@@ -652,7 +722,10 @@ mod tests {
     fn other_services_sections_are_ignored() {
         let cfg: ServiceConfig<Demo> = load_from(
             opts(None),
-            env(&[("SCIMTRAIL__SINK__WEBHOOKS", "http://x"), ("SCIMTRAIL__DEMO__THRESHOLD", "3")]),
+            env(&[
+                ("SCIMTRAIL__SINK__WEBHOOKS", "http://x"),
+                ("SCIMTRAIL__DEMO__THRESHOLD", "3"),
+            ]),
         )
         .expect("a shared environment works for every service");
         assert_eq!(cfg.stage.threshold, 3);
@@ -666,8 +739,11 @@ mod tests {
         let err = load_from::<Demo>(opts(None), env(&[("SCIMTRAIL__DEMO__THRESHOLD", "1000")]))
             .expect_err("stage validation");
         assert!(err.to_string().contains("demo.threshold"), "{err}");
-        let err = load_from::<Demo>(opts(None), env(&[("SCIMTRAIL__TOPICS__ALERTS", "bad topic")]))
-            .expect_err("illegal topic");
+        let err = load_from::<Demo>(
+            opts(None),
+            env(&[("SCIMTRAIL__TOPICS__ALERTS", "bad topic")]),
+        )
+        .expect_err("illegal topic");
         assert!(err.to_string().contains("topics.alerts"), "{err}");
     }
 
@@ -675,7 +751,10 @@ mod tests {
     fn wrong_type_names_the_key() {
         let err = load_from::<Demo>(opts(None), env(&[("SCIMTRAIL__DEMO__THRESHOLD", "many")]))
             .expect_err("not a number");
-        assert!(err.to_string().contains("demo") || err.to_string().contains("threshold"), "{err}");
+        assert!(
+            err.to_string().contains("demo") || err.to_string().contains("threshold"),
+            "{err}"
+        );
     }
 
     #[test]

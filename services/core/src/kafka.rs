@@ -58,7 +58,11 @@ pub fn apply(c: &mut ClientConfig, cfg: &KafkaConfig, kind: ClientKind) -> Resul
 
 /// A consumer in `group_id`; `settings` are scimtrail's own and come before
 /// the operator's properties.
-pub fn consumer_config(cfg: &KafkaConfig, group_id: &str, settings: &[(&str, &str)]) -> Result<ClientConfig, ConfigError> {
+pub fn consumer_config(
+    cfg: &KafkaConfig,
+    group_id: &str,
+    settings: &[(&str, &str)],
+) -> Result<ClientConfig, ConfigError> {
     let mut c = ClientConfig::new();
     c.set("bootstrap.servers", &cfg.brokers)
         .set("group.id", group_id)
@@ -72,7 +76,10 @@ pub fn consumer_config(cfg: &KafkaConfig, group_id: &str, settings: &[(&str, &st
 
 /// Consumer settings for an exactly-once loop: read_committed, no automatic
 /// commits (offsets are committed inside the producer's transaction).
-pub fn transactional_consumer_config(cfg: &KafkaConfig, group_id: &str) -> Result<ClientConfig, ConfigError> {
+pub fn transactional_consumer_config(
+    cfg: &KafkaConfig,
+    group_id: &str,
+) -> Result<ClientConfig, ConfigError> {
     consumer_config(
         cfg,
         group_id,
@@ -101,7 +108,10 @@ pub fn producer_config(cfg: &KafkaConfig) -> Result<ClientConfig, ConfigError> {
 /// and loop, so a restarted instance fences its predecessor and aborts its open
 /// transaction immediately instead of stalling read_committed readers until the
 /// transaction times out.
-pub fn transactional_producer_config(cfg: &KafkaConfig, transactional_id: &str) -> Result<ClientConfig, ConfigError> {
+pub fn transactional_producer_config(
+    cfg: &KafkaConfig,
+    transactional_id: &str,
+) -> Result<ClientConfig, ConfigError> {
     let mut c = ClientConfig::new();
     c.set("bootstrap.servers", &cfg.brokers);
     // Java clients hash keys with murmur2; matching them keeps a key on the same
@@ -109,7 +119,10 @@ pub fn transactional_producer_config(cfg: &KafkaConfig, transactional_id: &str) 
     c.set("partitioner", "murmur2_random")
         .set("transactional.id", transactional_id)
         .set("enable.idempotence", "true")
-        .set("transaction.timeout.ms", cfg.transaction_timeout_ms.to_string())
+        .set(
+            "transaction.timeout.ms",
+            cfg.transaction_timeout_ms.to_string(),
+        )
         .set("linger.ms", "5")
         .set("client.id", transactional_id);
     apply(&mut c, cfg, ClientKind::Producer)?;
@@ -148,14 +161,21 @@ pub fn pipeline_topics(t: &TopicsConfig) -> Vec<TopicSpec> {
 
 /// Creates the topics that do not exist yet; existing topics are left as they
 /// are and reported with their partition count.
-pub async fn ensure_topics(cfg: &KafkaConfig, specs: &[TopicSpec]) -> Result<Vec<(String, TopicStatus)>, KafkaSetupError> {
+pub async fn ensure_topics(
+    cfg: &KafkaConfig,
+    specs: &[TopicSpec],
+) -> Result<Vec<(String, TopicStatus)>, KafkaSetupError> {
     let admin: AdminClient<DefaultClientContext> = base_config(cfg)?
         .create()
         .map_err(|e| KafkaSetupError::kafka("create admin client", e))?;
     let new: Vec<NewTopic<'_>> = specs
         .iter()
         .map(|s| {
-            let mut t = NewTopic::new(&s.name, s.partitions, TopicReplication::Fixed(s.replication_factor));
+            let mut t = NewTopic::new(
+                &s.name,
+                s.partitions,
+                TopicReplication::Fixed(s.replication_factor),
+            );
             for (k, v) in &s.settings {
                 t = t.set(k, v);
             }
@@ -212,7 +232,10 @@ pub async fn ensure_topics(cfg: &KafkaConfig, specs: &[TopicSpec]) -> Result<Vec
 
 /// Partition counts of the given topics (blocking). A topic that does not exist
 /// is an error naming it.
-pub fn partition_counts(cfg: &KafkaConfig, topics: &[String]) -> Result<HashMap<String, i32>, KafkaSetupError> {
+pub fn partition_counts(
+    cfg: &KafkaConfig,
+    topics: &[String],
+) -> Result<HashMap<String, i32>, KafkaSetupError> {
     let consumer: BaseConsumer = base_config(cfg)?
         .create()
         .map_err(|e| KafkaSetupError::kafka("create metadata client", e))?;
@@ -242,7 +265,9 @@ pub fn partition_counts(cfg: &KafkaConfig, topics: &[String]) -> Result<HashMap<
         if let Some(reason) = last_err {
             return Err(KafkaSetupError::Topic {
                 topic: topic.clone(),
-                reason: format!("not available: {reason} (create it with `scimtrail topics ensure`)"),
+                reason: format!(
+                    "not available: {reason} (create it with `scimtrail topics ensure`)"
+                ),
             });
         }
     }

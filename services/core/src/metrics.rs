@@ -93,7 +93,9 @@ impl RunnerMetrics {
                         name(stage, "batch_duration_seconds"),
                         "Time from the first record of a batch to its transaction's commit.",
                     )
-                    .buckets(vec![0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0]),
+                    .buckets(vec![
+                        0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+                    ]),
                     &["task"],
                 )
                 .unwrap_or_else(|e| panic!("static metric definition: {e}")),
@@ -119,12 +121,19 @@ impl RunnerMetrics {
 pub fn gauge(registry: &Registry, stage: &str, noun: &str, help: &str) -> IntGauge {
     register(
         registry,
-        IntGauge::new(name(stage, noun), help).unwrap_or_else(|e| panic!("static metric {noun}: {e}")),
+        IntGauge::new(name(stage, noun), help)
+            .unwrap_or_else(|e| panic!("static metric {noun}: {e}")),
     )
 }
 
 /// A counter family.
-pub fn counter_vec(registry: &Registry, stage: &str, noun: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+pub fn counter_vec(
+    registry: &Registry,
+    stage: &str,
+    noun: &str,
+    help: &str,
+    labels: &[&str],
+) -> IntCounterVec {
     register(
         registry,
         IntCounterVec::new(Opts::new(name(stage, noun), help), labels)
@@ -133,7 +142,13 @@ pub fn counter_vec(registry: &Registry, stage: &str, noun: &str, help: &str, lab
 }
 
 /// A histogram without labels.
-pub fn histogram(registry: &Registry, stage: &str, noun: &str, help: &str, buckets: Vec<f64>) -> Histogram {
+pub fn histogram(
+    registry: &Registry,
+    stage: &str,
+    noun: &str,
+    help: &str,
+    buckets: Vec<f64>,
+) -> Histogram {
     register(
         registry,
         Histogram::with_opts(HistogramOpts::new(name(stage, noun), help).buckets(buckets))
@@ -145,6 +160,7 @@ pub fn histogram(registry: &Registry, stage: &str, noun: &str, help: &str, bucke
 pub fn counter(registry: &Registry, stage: &str, noun: &str, help: &str) -> prometheus::IntCounter {
     register(
         registry,
-        prometheus::IntCounter::new(name(stage, noun), help).unwrap_or_else(|e| panic!("static metric {noun}: {e}")),
+        prometheus::IntCounter::new(name(stage, noun), help)
+            .unwrap_or_else(|e| panic!("static metric {noun}: {e}")),
     )
 }

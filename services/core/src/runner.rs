@@ -222,12 +222,13 @@ impl<S: Stage> Runner<S> {
                     context: "create consumer",
                     source,
                 })?;
-        let producer: BaseProducer = crate::kafka::transactional_producer_config(kafka, &transactional_id)?
-            .create()
-            .map_err(|source| RunnerError::Kafka {
-                context: "create producer",
-                source,
-            })?;
+        let producer: BaseProducer =
+            crate::kafka::transactional_producer_config(kafka, &transactional_id)?
+                .create()
+                .map_err(|source| RunnerError::Kafka {
+                    context: "create producer",
+                    source,
+                })?;
         let op_timeout = Duration::from_millis(kafka.operation_timeout_ms);
         let mut attempt = 0;
         loop {
@@ -247,10 +248,12 @@ impl<S: Stage> Runner<S> {
             }
         }
         let topics: Vec<&str> = spec.input_topics.iter().map(String::as_str).collect();
-        consumer.subscribe(&topics).map_err(|source| RunnerError::Kafka {
-            context: "subscribe",
-            source,
-        })?;
+        consumer
+            .subscribe(&topics)
+            .map_err(|source| RunnerError::Kafka {
+                context: "subscribe",
+                source,
+            })?;
         tracing::info!(
             message = "runner started",
             task = %spec.task,
@@ -332,7 +335,11 @@ impl<S: Stage> Runner<S> {
                         .with_label_values(&[self.task(), "revoke"])
                         .inc();
                     tracing::info!(message = "partitions revoked", task = %self.spec.task, partitions = ?parts);
-                    batch.retain(|m| !parts.iter().any(|(t, p)| t == m.topic() && *p == m.partition()));
+                    batch.retain(|m| {
+                        !parts
+                            .iter()
+                            .any(|(t, p)| t == m.topic() && *p == m.partition())
+                    });
                     self.stage.partitions_revoked(&parts);
                 }
             }
@@ -415,7 +422,13 @@ impl<S: Stage> Runner<S> {
                 Ok(()) => {
                     let mut r = Ok(());
                     for o in &out {
-                        r = self.send(&o.topic, o.key.as_deref(), &o.payload, o.partition, &o.headers);
+                        r = self.send(
+                            &o.topic,
+                            o.key.as_deref(),
+                            &o.payload,
+                            o.partition,
+                            &o.headers,
+                        );
                         if r.is_err() {
                             break;
                         }
@@ -436,7 +449,13 @@ impl<S: Stage> Runner<S> {
                     *dead.entry(poison.kind).or_default() += 1;
                     let headers = self.dlq_headers(m, &poison);
                     let dlq = self.spec.dlq_topic.clone();
-                    let r = self.send(&dlq, m.key(), m.payload().unwrap_or_default(), None, &headers);
+                    let r = self.send(
+                        &dlq,
+                        m.key(),
+                        m.payload().unwrap_or_default(),
+                        None,
+                        &headers,
+                    );
                     if r.is_ok() {
                         *produced.entry(dlq).or_default() += 1;
                     }
@@ -488,7 +507,10 @@ impl<S: Stage> Runner<S> {
         }
     }
 
-    fn commit(&self, offsets: &BTreeMap<(String, i32), (i64, i64)>) -> Result<(), (&'static str, KafkaError)> {
+    fn commit(
+        &self,
+        offsets: &BTreeMap<(String, i32), (i64, i64)>,
+    ) -> Result<(), (&'static str, KafkaError)> {
         let mut tpl = TopicPartitionList::new();
         for ((topic, partition), (_, last)) in offsets {
             tpl.add_partition_offset(topic, *partition, Offset::Offset(last + 1))
@@ -496,13 +518,18 @@ impl<S: Stage> Runner<S> {
         }
         let Some(cgm) = self.consumer.group_metadata() else {
             // Only a consumer without a group lacks metadata: a configuration bug.
-            return Err(("group metadata", KafkaError::ConsumerCommit(RDKafkaErrorCode::State)));
+            return Err((
+                "group metadata",
+                KafkaError::ConsumerCommit(RDKafkaErrorCode::State),
+            ));
         };
         self.retrying("send offsets", || {
             self.producer
                 .send_offsets_to_transaction(&tpl, &cgm, self.op_timeout)
         })?;
-        self.retrying("commit transaction", || self.producer.commit_transaction(self.op_timeout))
+        self.retrying("commit transaction", || {
+            self.producer.commit_transaction(self.op_timeout)
+        })
     }
 
     /// Retries a transactional call while librdkafka says it is retriable.
@@ -539,9 +566,9 @@ impl<S: Stage> Runner<S> {
             .with_label_values(&[&self.spec.task, "aborted"])
             .inc();
         for ((topic, partition), (first, _)) in offsets {
-            if let Err(e) = self
-                .consumer
-                .seek(topic, *partition, Offset::Offset(*first), self.op_timeout)
+            if let Err(e) =
+                self.consumer
+                    .seek(topic, *partition, Offset::Offset(*first), self.op_timeout)
             {
                 // The partition may have been revoked meanwhile; its new owner
                 // starts from the committed offset anyway.
@@ -553,15 +580,30 @@ impl<S: Stage> Runner<S> {
 
     fn dlq_headers(&self, m: &OwnedMessage, poison: &Poison) -> Vec<(String, Vec<u8>)> {
         let mut h = vec![
-            (crate::dlq::REASON.to_string(), poison.reason.clone().into_bytes()),
-            (crate::dlq::KIND.to_string(), poison.kind.as_bytes().to_vec()),
-            (crate::dlq::STAGE.to_string(), self.spec.stage.clone().into_bytes()),
-            (crate::dlq::SOURCE_TOPIC.to_string(), m.topic().as_bytes().to_vec()),
+            (
+                crate::dlq::REASON.to_string(),
+                poison.reason.clone().into_bytes(),
+            ),
+            (
+                crate::dlq::KIND.to_string(),
+                poison.kind.as_bytes().to_vec(),
+            ),
+            (
+                crate::dlq::STAGE.to_string(),
+                self.spec.stage.clone().into_bytes(),
+            ),
+            (
+                crate::dlq::SOURCE_TOPIC.to_string(),
+                m.topic().as_bytes().to_vec(),
+            ),
             (
                 crate::dlq::SOURCE_PARTITION.to_string(),
                 m.partition().to_string().into_bytes(),
             ),
-            (crate::dlq::SOURCE_OFFSET.to_string(), m.offset().to_string().into_bytes()),
+            (
+                crate::dlq::SOURCE_OFFSET.to_string(),
+                m.offset().to_string().into_bytes(),
+            ),
             (
                 crate::dlq::TIME.to_string(),
                 chrono::Utc::now()
@@ -594,7 +636,8 @@ impl<S: Stage> Runner<S> {
                 value: Some(v.as_slice()),
             });
         }
-        let mut record: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(topic).payload(payload).headers(hdrs);
+        let mut record: BaseRecord<'_, [u8], [u8]> =
+            BaseRecord::to(topic).payload(payload).headers(hdrs);
         if let Some(k) = key {
             record = record.key(k);
         }

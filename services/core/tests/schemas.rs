@@ -23,9 +23,19 @@ fn sample_event() -> AuditEvent {
         ingest_time: 1_767_225_600_456,
         action: AuditAction::Patch,
         outcome: Outcome::Failure,
-        principal: Principal { id: "okta-provisioner".into(), kind: "service".into() },
-        source: Source { system: "okta-prod".into(), ip: Some("203.0.113.7".into()), user_agent: None },
-        target: Target { system: "github-enterprise".into(), base_url: Some("https://scim.example.test/scim/v2".into()) },
+        principal: Principal {
+            id: "okta-provisioner".into(),
+            kind: "service".into(),
+        },
+        source: Source {
+            system: "okta-prod".into(),
+            ip: Some("203.0.113.7".into()),
+            user_agent: None,
+        },
+        target: Target {
+            system: "github-enterprise".into(),
+            base_url: Some("https://scim.example.test/scim/v2".into()),
+        },
         resource: Resource {
             kind: "User".into(),
             id: Some("2819c223".into()),
@@ -33,9 +43,19 @@ fn sample_event() -> AuditEvent {
             user_name: Some("bjensen".into()),
             display_name: None,
         },
-        request: Request { method: "PATCH".into(), path: "/Users/2819c223".into(), body: Some("{\"Operations\":[]}".into()) },
-        response: Some(Response { status: 404, body: None }),
-        error: Some(ScimError { scim_type: Some("noTarget".into()), detail: Some("no such user".into()) }),
+        request: Request {
+            method: "PATCH".into(),
+            path: "/Users/2819c223".into(),
+            body: Some("{\"Operations\":[]}".into()),
+        },
+        response: Some(Response {
+            status: 404,
+            body: None,
+        }),
+        error: Some(ScimError {
+            scim_type: Some("noTarget".into()),
+            detail: Some("no such user".into()),
+        }),
         correlation_id: None,
     }
 }
@@ -45,8 +65,18 @@ fn sample_enriched() -> EnrichedAuditEvent {
         event: sample_event(),
         enriched_time: 1_767_225_600_789,
         changes: vec![
-            AttributeChange { path: "active".into(), kind: ChangeKind::Changed, before: Some("true".into()), after: Some("false".into()) },
-            AttributeChange { path: "title".into(), kind: ChangeKind::Removed, before: Some("\"Rep\"".into()), after: None },
+            AttributeChange {
+                path: "active".into(),
+                kind: ChangeKind::Changed,
+                before: Some("true".into()),
+                after: Some("false".into()),
+            },
+            AttributeChange {
+                path: "title".into(),
+                kind: ChangeKind::Removed,
+                before: Some("\"Rep\"".into()),
+                after: None,
+            },
         ],
         partial: false,
         before: Some("{}".into()),
@@ -79,18 +109,45 @@ fn sample_alert() -> Alert {
 fn every_type_round_trips_through_its_schema() {
     let c = Codecs::single_object().expect("schemas parse");
     let e = sample_event();
-    assert_eq!(c.audit_event.decode(&c.audit_event.encode(&e).expect("encode")).expect("decode"), e);
+    assert_eq!(
+        c.audit_event
+            .decode(&c.audit_event.encode(&e).expect("encode"))
+            .expect("decode"),
+        e
+    );
     let mut e2 = sample_event();
     e2.response = None;
     e2.error = None;
-    for a in [AuditAction::Create, AuditAction::Replace, AuditAction::Delete, AuditAction::Read, AuditAction::AccessDenied, AuditAction::Other] {
+    for a in [
+        AuditAction::Create,
+        AuditAction::Replace,
+        AuditAction::Delete,
+        AuditAction::Read,
+        AuditAction::AccessDenied,
+        AuditAction::Other,
+    ] {
         e2.action = a;
-        assert_eq!(c.audit_event.decode(&c.audit_event.encode(&e2).expect("encode")).expect("decode"), e2);
+        assert_eq!(
+            c.audit_event
+                .decode(&c.audit_event.encode(&e2).expect("encode"))
+                .expect("decode"),
+            e2
+        );
     }
     let en = sample_enriched();
-    assert_eq!(c.enriched.decode(&c.enriched.encode(&en).expect("encode")).expect("decode"), en);
+    assert_eq!(
+        c.enriched
+            .decode(&c.enriched.encode(&en).expect("encode"))
+            .expect("decode"),
+        en
+    );
     let al = sample_alert();
-    assert_eq!(c.alert.decode(&c.alert.encode(&al).expect("encode")).expect("decode"), al);
+    assert_eq!(
+        c.alert
+            .decode(&c.alert.encode(&al).expect("encode"))
+            .expect("decode"),
+        al
+    );
 }
 
 /// The bytes on the wire are a public contract: changing them is a schema
@@ -100,8 +157,14 @@ fn every_type_round_trips_through_its_schema() {
 fn golden_bytes_are_stable() {
     let c = Codecs::single_object().expect("schemas parse");
     let cases = [
-        ("audit_event", c.audit_event.encode(&sample_event()).expect("encode")),
-        ("enriched_audit_event", c.enriched.encode(&sample_enriched()).expect("encode")),
+        (
+            "audit_event",
+            c.audit_event.encode(&sample_event()).expect("encode"),
+        ),
+        (
+            "enriched_audit_event",
+            c.enriched.encode(&sample_enriched()).expect("encode"),
+        ),
         ("alert", c.alert.encode(&sample_alert()).expect("encode")),
     ];
     for (name, bytes) in cases {
@@ -110,7 +173,8 @@ fn golden_bytes_are_stable() {
         if std::env::var_os("SCIMTRAIL_BLESS").is_some() {
             std::fs::write(&path, format!("{hex}\n")).expect("write golden");
         }
-        let want = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let want =
+            std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
         assert_eq!(hex, want.trim(), "{name}: encoding changed");
         // Single-object encoding: C3 01 and the schema's Rabin fingerprint.
         assert_eq!(&bytes[..2], &[0xC3, 0x01]);
@@ -125,14 +189,20 @@ fn decoding_rejects_foreign_and_truncated_bytes() {
     assert!(c.audit_event.decode(b"{\"json\":true}").is_err());
     // Cut anywhere, a record is an error, never a record with defaults filled in.
     for cut in 2..good.len() {
-        assert!(c.audit_event.decode(&good[..cut]).is_err(), "decoded a record cut at {cut} bytes");
+        assert!(
+            c.audit_event.decode(&good[..cut]).is_err(),
+            "decoded a record cut at {cut} bytes"
+        );
     }
     // Another type's fingerprint is recognised as such.
     let alert = c.alert.encode(&sample_alert()).expect("encode");
     let err = c.audit_event.decode(&alert).expect_err("wrong type");
     assert!(err.to_string().contains("fingerprint"), "{err}");
     // Confluent framing without a registry says so.
-    let err = c.audit_event.decode(&[0, 0, 0, 0, 7, 1]).expect_err("no registry");
+    let err = c
+        .audit_event
+        .decode(&[0, 0, 0, 0, 7, 1])
+        .expect_err("no registry");
     assert!(err.to_string().contains("schema_registry.url"), "{err}");
 }
 
@@ -142,7 +212,10 @@ fn every_field_has_doc(v: &Value, at: &str, missing: &mut Vec<String>) {
             if let Some(Value::Array(fields)) = m.get("fields") {
                 for f in fields {
                     let name = f["name"].as_str().unwrap_or("?");
-                    if f.get("doc").and_then(Value::as_str).is_none_or(str::is_empty) {
+                    if f.get("doc")
+                        .and_then(Value::as_str)
+                        .is_none_or(str::is_empty)
+                    {
                         missing.push(format!("{at}.{name}"));
                     }
                     every_field_has_doc(&f["type"], &format!("{at}.{name}"), missing);
@@ -154,7 +227,9 @@ fn every_field_has_doc(v: &Value, at: &str, missing: &mut Vec<String>) {
                 }
             }
         }
-        Value::Array(items) => items.iter().for_each(|x| every_field_has_doc(x, at, missing)),
+        Value::Array(items) => items
+            .iter()
+            .for_each(|x| every_field_has_doc(x, at, missing)),
         _ => {}
     }
 }
@@ -162,7 +237,8 @@ fn every_field_has_doc(v: &Value, at: &str, missing: &mut Vec<String>) {
 #[test]
 fn every_field_is_documented() {
     for name in ["audit_event", "enriched_audit_event", "alert"] {
-        let text = std::fs::read_to_string(repo().join(format!("schemas/{name}.avsc"))).expect("read");
+        let text =
+            std::fs::read_to_string(repo().join(format!("schemas/{name}.avsc"))).expect("read");
         let v: Value = serde_json::from_str(&text).expect("JSON");
         let mut missing = Vec::new();
         every_field_has_doc(&v, name, &mut missing);
@@ -184,11 +260,21 @@ fn enriched_event_embeds_the_audit_event_schema_verbatim() {
 fn versions(file: &str) -> Vec<(String, Schema)> {
     let root = repo();
     let out = Command::new("git")
-        .args(["log", "--format=%H", "--reverse", "--", &format!("schemas/{file}")])
+        .args([
+            "log",
+            "--format=%H",
+            "--reverse",
+            "--",
+            &format!("schemas/{file}"),
+        ])
         .current_dir(&root)
         .output()
         .expect("git is needed to check schema evolution against history");
-    assert!(out.status.success(), "git log failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "git log failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let mut v = Vec::new();
     for commit in String::from_utf8_lossy(&out.stdout).lines() {
         let show = Command::new("git")
@@ -200,11 +286,15 @@ fn versions(file: &str) -> Vec<(String, Schema)> {
             continue; // deleted in that commit
         }
         let text = String::from_utf8_lossy(&show.stdout);
-        let schema = Schema::parse_str(&text).unwrap_or_else(|e| panic!("{file} at {commit} does not parse: {e}"));
+        let schema = Schema::parse_str(&text)
+            .unwrap_or_else(|e| panic!("{file} at {commit} does not parse: {e}"));
         v.push((commit[..12].to_string(), schema));
     }
     let current = std::fs::read_to_string(root.join("schemas").join(file)).expect("read");
-    v.push(("working tree".into(), Schema::parse_str(&current).expect("current schema parses")));
+    v.push((
+        "working tree".into(),
+        Schema::parse_str(&current).expect("current schema parses"),
+    ));
     v
 }
 
@@ -214,7 +304,11 @@ fn versions(file: &str) -> Vec<(String, Schema)> {
 /// Kafka stay readable.
 #[test]
 fn schema_changes_are_backward_compatible_with_every_committed_version() {
-    for file in ["audit_event.avsc", "enriched_audit_event.avsc", "alert.avsc"] {
+    for file in [
+        "audit_event.avsc",
+        "enriched_audit_event.avsc",
+        "alert.avsc",
+    ] {
         let v = versions(file);
         for (i, (new_at, new)) in v.iter().enumerate() {
             for (old_at, old) in &v[..i] {

@@ -60,7 +60,12 @@ pub struct Burst {
 }
 
 impl Burst {
-    pub fn new(cfg: &DetectorConfig, codecs: Codecs, output_topic: String, registry: &Registry) -> Result<Self, scimtrail_core::config::ConfigError> {
+    pub fn new(
+        cfg: &DetectorConfig,
+        codecs: Codecs,
+        output_topic: String,
+        registry: &Registry,
+    ) -> Result<Self, scimtrail_core::config::ConfigError> {
         Ok(Burst {
             threshold: cfg.burst_threshold as usize,
             window_ms: (cfg.burst_window_secs * 1000) as i64,
@@ -109,13 +114,16 @@ impl Burst {
         }
         let principal = e.event.principal.id.clone();
         let t = e.event.event_time;
-        let (window_ms, lateness_ms, threshold) = (self.window_ms, self.lateness_ms, self.threshold);
-        let w = self.state.entry_or_insert_with(principal.clone(), || Window {
-            partition,
-            newest: i64::MIN,
-            suppressed_until: i64::MIN,
-            ..Window::default()
-        });
+        let (window_ms, lateness_ms, threshold) =
+            (self.window_ms, self.lateness_ms, self.threshold);
+        let w = self
+            .state
+            .entry_or_insert_with(principal.clone(), || Window {
+                partition,
+                newest: i64::MIN,
+                suppressed_until: i64::MIN,
+                ..Window::default()
+            });
         if w.newest != i64::MIN && t <= w.newest - window_ms - lateness_ms {
             self.late.inc();
             return None;
@@ -139,7 +147,11 @@ impl Burst {
         // the count does not depend on the order in which events from different
         // input partitions arrive.
         let end = w.newest;
-        let counted: Vec<&Seen> = w.events.iter().filter(|s| s.time > end - window_ms).collect();
+        let counted: Vec<&Seen> = w
+            .events
+            .iter()
+            .filter(|s| s.time > end - window_ms)
+            .collect();
         if counted.len() <= threshold {
             return None;
         }
@@ -156,7 +168,11 @@ impl Burst {
             *targets.entry(s.target.as_str()).or_default() += 1;
             *actions.entry(s.action).or_default() += 1;
         }
-        let evidence: Vec<String> = counted.iter().take(self.max_evidence).map(|s| s.event_id.clone()).collect();
+        let evidence: Vec<String> = counted
+            .iter()
+            .take(self.max_evidence)
+            .map(|s| s.event_id.clone())
+            .collect();
         let summary = format!(
             "{principal} made {count} changes ({}) in {} within {}s of each other, over the threshold of {threshold} per {}s",
             actions.iter().map(|(a, n)| format!("{n} {a}")).collect::<Vec<_>>().join(", "),
@@ -183,7 +199,10 @@ impl Burst {
             labels: BTreeMap::new(),
         };
         self.fired
-            .with_label_values(&[RULE_ID, &format!("{:?}", self.severity).to_ascii_lowercase()])
+            .with_label_values(&[
+                RULE_ID,
+                &format!("{:?}", self.severity).to_ascii_lowercase(),
+            ])
             .inc();
         Some(alert)
     }
@@ -210,11 +229,10 @@ impl Stage for Burst {
         let payload = record
             .payload
             .ok_or_else(|| Poison::new("empty", "record has no value"))?;
-        let event = self
-            .codecs
-            .enriched
-            .decode(payload)
-            .map_err(|e| Poison::new("invalid_avro", format!("not an EnrichedAuditEvent: {e}")))?;
+        let event =
+            self.codecs.enriched.decode(payload).map_err(|e| {
+                Poison::new("invalid_avro", format!("not an EnrichedAuditEvent: {e}"))
+            })?;
         let alert = self.observe(&event, record.partition);
         self.principals.set(self.state.len() as i64);
         if let Some(alert) = alert {
@@ -225,11 +243,10 @@ impl Stage for Burst {
                 principal = ?alert.principal,
                 count = alert.count,
             );
-            let bytes = self
-                .codecs
-                .alert
-                .encode(&alert)
-                .map_err(|e| Poison::new("unencodable", format!("cannot encode the Alert: {e}")))?;
+            let bytes =
+                self.codecs.alert.encode(&alert).map_err(|e| {
+                    Poison::new("unencodable", format!("cannot encode the Alert: {e}"))
+                })?;
             out.push(Output {
                 topic: self.output_topic.clone(),
                 key: alert.principal.clone().map(String::into_bytes),
@@ -270,7 +287,13 @@ mod tests {
             allowed_lateness_secs: 10,
             ..DetectorConfig::default()
         };
-        Burst::new(&cfg, Codecs::single_object().expect("codecs"), "alerts".into(), &Registry::new()).expect("valid")
+        Burst::new(
+            &cfg,
+            Codecs::single_object().expect("codecs"),
+            "alerts".into(),
+            &Registry::new(),
+        )
+        .expect("valid")
     }
 
     fn ev(id: &str, principal: &str, t_secs: f64, action: AuditAction) -> EnrichedAuditEvent {
@@ -281,11 +304,31 @@ mod tests {
                 ingest_time: 0,
                 action,
                 outcome: Outcome::Success,
-                principal: Principal { id: principal.into(), kind: "service".into() },
-                source: Source { system: "okta".into(), ip: None, user_agent: None },
-                target: Target { system: "gh".into(), base_url: None },
-                resource: Resource { kind: "User".into(), id: Some(id.into()), external_id: None, user_name: None, display_name: None },
-                request: Request { method: "PATCH".into(), path: "/Users/x".into(), body: None },
+                principal: Principal {
+                    id: principal.into(),
+                    kind: "service".into(),
+                },
+                source: Source {
+                    system: "okta".into(),
+                    ip: None,
+                    user_agent: None,
+                },
+                target: Target {
+                    system: "gh".into(),
+                    base_url: None,
+                },
+                resource: Resource {
+                    kind: "User".into(),
+                    id: Some(id.into()),
+                    external_id: None,
+                    user_name: None,
+                    display_name: None,
+                },
+                request: Request {
+                    method: "PATCH".into(),
+                    path: "/Users/x".into(),
+                    body: None,
+                },
                 response: None,
                 error: None,
                 correlation_id: None,
@@ -305,7 +348,9 @@ mod tests {
     #[test]
     fn fires_on_the_event_that_crosses_the_threshold() {
         let mut b = burst(3, 60);
-        let evs: Vec<_> = (0..4).map(|i| ev(&format!("e{i}"), "p", 100.0 + i as f64, AuditAction::Delete)).collect();
+        let evs: Vec<_> = (0..4)
+            .map(|i| ev(&format!("e{i}"), "p", 100.0 + i as f64, AuditAction::Delete))
+            .collect();
         let alerts = feed(&mut b, &evs);
         assert_eq!(alerts.len(), 1);
         let a = &alerts[0];
@@ -320,14 +365,18 @@ mod tests {
     #[test]
     fn exactly_the_threshold_does_not_fire() {
         let mut b = burst(3, 60);
-        let evs: Vec<_> = (0..3).map(|i| ev(&format!("e{i}"), "p", i as f64, AuditAction::Patch)).collect();
+        let evs: Vec<_> = (0..3)
+            .map(|i| ev(&format!("e{i}"), "p", i as f64, AuditAction::Patch))
+            .collect();
         assert!(feed(&mut b, &evs).is_empty());
     }
 
     #[test]
     fn events_spread_wider_than_the_window_do_not_fire() {
         let mut b = burst(3, 10);
-        let evs: Vec<_> = (0..20).map(|i| ev(&format!("e{i}"), "p", i as f64 * 4.0, AuditAction::Patch)).collect();
+        let evs: Vec<_> = (0..20)
+            .map(|i| ev(&format!("e{i}"), "p", i as f64 * 4.0, AuditAction::Patch))
+            .collect();
         assert!(feed(&mut b, &evs).is_empty());
     }
 
@@ -335,8 +384,12 @@ mod tests {
     fn one_alert_per_principal_per_window() {
         let mut b = burst(3, 60);
         // 30 events in 30 s: one alert; 30 more a minute later: a second one.
-        let mut evs: Vec<_> = (0..30).map(|i| ev(&format!("a{i}"), "p", i as f64, AuditAction::Patch)).collect();
-        evs.extend((0..30).map(|i| ev(&format!("b{i}"), "p", 100.0 + i as f64, AuditAction::Patch)));
+        let mut evs: Vec<_> = (0..30)
+            .map(|i| ev(&format!("a{i}"), "p", i as f64, AuditAction::Patch))
+            .collect();
+        evs.extend(
+            (0..30).map(|i| ev(&format!("b{i}"), "p", 100.0 + i as f64, AuditAction::Patch)),
+        );
         let alerts = feed(&mut b, &evs);
         assert_eq!(alerts.len(), 2);
         assert_ne!(alerts[0].alert_id, alerts[1].alert_id);
@@ -356,7 +409,9 @@ mod tests {
 
     #[test]
     fn out_of_order_within_lateness_gives_the_same_alert() {
-        let in_order: Vec<_> = (0..5).map(|i| ev(&format!("e{i}"), "p", i as f64, AuditAction::Patch)).collect();
+        let in_order: Vec<_> = (0..5)
+            .map(|i| ev(&format!("e{i}"), "p", i as f64, AuditAction::Patch))
+            .collect();
         let mut shuffled = in_order.clone();
         shuffled.swap(0, 3);
         let a = feed(&mut burst(4, 60), &in_order);
@@ -370,9 +425,16 @@ mod tests {
     #[test]
     fn events_later_than_the_lateness_are_ignored() {
         let mut b = burst(2, 5);
-        assert!(b.observe(&ev("new", "p", 1000.0, AuditAction::Patch), 0).is_none());
+        assert!(b
+            .observe(&ev("new", "p", 1000.0, AuditAction::Patch), 0)
+            .is_none());
         for i in 0..5 {
-            assert!(b.observe(&ev(&format!("old{i}"), "p", 10.0 + i as f64, AuditAction::Patch), 0).is_none());
+            assert!(b
+                .observe(
+                    &ev(&format!("old{i}"), "p", 10.0 + i as f64, AuditAction::Patch),
+                    0
+                )
+                .is_none());
         }
         assert_eq!(b.late.get(), 5);
     }
@@ -380,20 +442,44 @@ mod tests {
     #[test]
     fn aborted_batch_does_not_double_count() {
         let mut b = burst(3, 60);
-        feed(&mut b, &[ev("e0", "p", 0.0, AuditAction::Patch), ev("e1", "p", 1.0, AuditAction::Patch)]);
+        feed(
+            &mut b,
+            &[
+                ev("e0", "p", 0.0, AuditAction::Patch),
+                ev("e1", "p", 1.0, AuditAction::Patch),
+            ],
+        );
         b.commit();
-        feed(&mut b, &[ev("e2", "p", 2.0, AuditAction::Patch), ev("e3", "p", 3.0, AuditAction::Patch)]);
+        feed(
+            &mut b,
+            &[
+                ev("e2", "p", 2.0, AuditAction::Patch),
+                ev("e3", "p", 3.0, AuditAction::Patch),
+            ],
+        );
         b.abort();
         // Re-processing the aborted batch fires exactly once, as the first time would have.
-        let alerts = feed(&mut b, &[ev("e2", "p", 2.0, AuditAction::Patch), ev("e3", "p", 3.0, AuditAction::Patch)]);
+        let alerts = feed(
+            &mut b,
+            &[
+                ev("e2", "p", 2.0, AuditAction::Patch),
+                ev("e3", "p", 3.0, AuditAction::Patch),
+            ],
+        );
         assert_eq!(alerts.len(), 1);
         assert_eq!(alerts[0].count, 4);
     }
 
     #[test]
     fn alert_ids_are_stable() {
-        assert_eq!(alert_id("r", &[("principal", "p")], 5), alert_id("r", &[("principal", "p")], 5));
-        assert_ne!(alert_id("r", &[("principal", "p")], 5), alert_id("r", &[("principal", "p")], 6));
+        assert_eq!(
+            alert_id("r", &[("principal", "p")], 5),
+            alert_id("r", &[("principal", "p")], 5)
+        );
+        assert_ne!(
+            alert_id("r", &[("principal", "p")], 5),
+            alert_id("r", &[("principal", "p")], 6)
+        );
         assert_eq!(alert_id("r", &[("principal", "p")], 5).len(), 32);
     }
 }

@@ -74,7 +74,10 @@ impl DetectorConfig {
 impl Validate for DetectorConfig {
     fn validate(&self) -> Result<(), ConfigError> {
         if self.burst_threshold == 0 {
-            return Err(ConfigError::invalid("detector.burst_threshold", "must be at least 1"));
+            return Err(ConfigError::invalid(
+                "detector.burst_threshold",
+                "must be at least 1",
+            ));
         }
         if self.burst_window_secs == 0 || self.burst_window_secs > 7 * 24 * 3600 {
             return Err(ConfigError::invalid(
@@ -83,7 +86,10 @@ impl Validate for DetectorConfig {
             ));
         }
         if self.max_evidence == 0 {
-            return Err(ConfigError::invalid("detector.max_evidence", "must be at least 1"));
+            return Err(ConfigError::invalid(
+                "detector.max_evidence",
+                "must be at least 1",
+            ));
         }
         self.severity().map(|_| ())
     }

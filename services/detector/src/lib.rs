@@ -76,7 +76,12 @@ pub async fn run(config_file: Option<PathBuf>) -> anyhow::Result<()> {
         app.health.task("repartition"),
         app.shutdown.clone(),
     );
-    let burst_stage = burst::Burst::new(&app.config.stage, codecs, common.topics.alerts.clone(), &app.registry)?;
+    let burst_stage = burst::Burst::new(
+        &app.config.stage,
+        codecs,
+        common.topics.alerts.clone(),
+        &app.registry,
+    )?;
     let burst = runner::spawn(
         RunnerSpec {
             task: "burst".into(),
@@ -94,15 +99,15 @@ pub async fn run(config_file: Option<PathBuf>) -> anyhow::Result<()> {
     // One task failing stops the other: a half-running detector would look
     // healthy while raising nothing.
     let shutdown = app.shutdown.clone();
-    let stop_on_error = |r: Result<(), runner::RunnerError>| {
+    let stop_on_error = |r: anyhow::Result<()>| {
         if r.is_err() {
             shutdown.cancel();
         }
         r
     };
     let (a, b) = tokio::join!(
-        async { stop_on_error(repartition.await) },
-        async { stop_on_error(burst.await) }
+        async { stop_on_error(repartition.await.map_err(Into::into)) },
+        async { stop_on_error(burst.await.map_err(Into::into)) }
     );
     a?;
     b?;

@@ -16,7 +16,10 @@ pub struct ByPrincipal {
 
 impl ByPrincipal {
     pub fn new(codec: AvroCodec<EnrichedAuditEvent>, output_topic: String) -> Self {
-        ByPrincipal { codec, output_topic }
+        ByPrincipal {
+            codec,
+            output_topic,
+        }
     }
 }
 

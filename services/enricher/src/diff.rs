@@ -10,7 +10,11 @@ use serde_json::{Map, Value};
 use scimtrail_core::schema::{AttributeChange, ChangeKind};
 
 /// Changes from `before` to `after`; either may be absent (create, delete).
-pub fn diff(before: Option<&Value>, after: Option<&Value>, ignored: &[String]) -> Vec<AttributeChange> {
+pub fn diff(
+    before: Option<&Value>,
+    after: Option<&Value>,
+    ignored: &[String],
+) -> Vec<AttributeChange> {
     let empty = Map::new();
     let b = before.and_then(Value::as_object).unwrap_or(&empty);
     let a = after.and_then(Value::as_object).unwrap_or(&empty);
@@ -50,16 +54,26 @@ fn diff_objects(
         } else {
             format!("{prefix}{join}{name}")
         };
-        let child_join = if top && name.starts_with("urn:") { ':' } else { '.' };
+        let child_join = if top && name.starts_with("urn:") {
+            ':'
+        } else {
+            '.'
+        };
         let bv = find(b, name).map(|(_, v)| v).filter(|v| !v.is_null());
         let av = find(a, name).map(|(_, v)| v).filter(|v| !v.is_null());
         match (bv, av) {
             (None, None) => {}
-            (Some(Value::Object(bo)), Some(Value::Object(ao))) => diff_objects(&path, child_join, bo, ao, ignored, false, out),
+            (Some(Value::Object(bo)), Some(Value::Object(ao))) => {
+                diff_objects(&path, child_join, bo, ao, ignored, false, out)
+            }
             // A complex attribute that appears or disappears is listed by its
             // sub-attributes, like any other change to it.
-            (None, Some(Value::Object(ao))) => diff_objects(&path, child_join, &Map::new(), ao, ignored, false, out),
-            (Some(Value::Object(bo)), None) => diff_objects(&path, child_join, bo, &Map::new(), ignored, false, out),
+            (None, Some(Value::Object(ao))) => {
+                diff_objects(&path, child_join, &Map::new(), ao, ignored, false, out)
+            }
+            (Some(Value::Object(bo)), None) => {
+                diff_objects(&path, child_join, bo, &Map::new(), ignored, false, out)
+            }
             (Some(x), Some(y)) if x == y => {}
             (x, y) => out.push(AttributeChange {
                 path,
@@ -89,9 +103,17 @@ mod tests {
         let after = json!({"userName": "bjensen", "name": {"givenName": "Barbara"}, "meta": {"version": "1"}});
         let d = diff(None, Some(&after), &ignored());
         let paths: Vec<_> = d.iter().map(|c| (c.path.as_str(), c.kind)).collect();
-        assert_eq!(paths, vec![("name.givenName", ChangeKind::Added), ("userName", ChangeKind::Added)]);
+        assert_eq!(
+            paths,
+            vec![
+                ("name.givenName", ChangeKind::Added),
+                ("userName", ChangeKind::Added)
+            ]
+        );
         let gone = diff(Some(&after), None, &ignored());
-        assert!(gone.iter().all(|c| c.kind == ChangeKind::Removed && c.after.is_none()));
+        assert!(gone
+            .iter()
+            .all(|c| c.kind == ChangeKind::Removed && c.after.is_none()));
         assert_eq!(gone.len(), 2);
     }
 
@@ -102,15 +124,40 @@ mod tests {
         let after = json!({"USERNAME": "bjensen", "active": false, "name": {"givenName": "Babs", "familyName": "Jensen"},
             "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User": {"department": "Tour"}, "emails": [{"value": "b@x.test"}]});
         let d = diff(Some(&before), Some(&after), &ignored());
-        let got: Vec<_> = d.iter().map(|c| (c.path.as_str(), c.kind, c.before.as_deref(), c.after.as_deref())).collect();
+        let got: Vec<_> = d
+            .iter()
+            .map(|c| {
+                (
+                    c.path.as_str(),
+                    c.kind,
+                    c.before.as_deref(),
+                    c.after.as_deref(),
+                )
+            })
+            .collect();
         assert_eq!(
             got,
             vec![
                 ("active", ChangeKind::Changed, Some("true"), Some("false")),
-                ("emails", ChangeKind::Added, None, Some(r#"[{"value":"b@x.test"}]"#)),
-                ("name.givenName", ChangeKind::Changed, Some("\"Barbara\""), Some("\"Babs\"")),
+                (
+                    "emails",
+                    ChangeKind::Added,
+                    None,
+                    Some(r#"[{"value":"b@x.test"}]"#)
+                ),
+                (
+                    "name.givenName",
+                    ChangeKind::Changed,
+                    Some("\"Barbara\""),
+                    Some("\"Babs\"")
+                ),
                 ("title", ChangeKind::Removed, Some("\"Rep\""), None),
-                ("urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:department", ChangeKind::Changed, Some("\"Sales\""), Some("\"Tour\"")),
+                (
+                    "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:department",
+                    ChangeKind::Changed,
+                    Some("\"Sales\""),
+                    Some("\"Tour\"")
+                ),
             ]
         );
     }

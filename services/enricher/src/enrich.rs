@@ -35,7 +35,12 @@ fn wall_clock_ms() -> i64 {
 }
 
 impl Enricher {
-    pub fn new(config: EnricherConfig, codecs: Codecs, output_topic: String, registry: &Registry) -> Self {
+    pub fn new(
+        config: EnricherConfig,
+        codecs: Codecs,
+        output_topic: String,
+        registry: &Registry,
+    ) -> Self {
         Enricher {
             config,
             codecs,
@@ -67,7 +72,10 @@ impl Enricher {
     pub fn enrich(&mut self, event: AuditEvent, partition: i32) -> EnrichedAuditEvent {
         let key = event.partition_key();
         let before = self.state.get(&key).map(|k| k.resource.clone());
-        let parse = |s: &Option<String>| s.as_deref().and_then(|b| serde_json::from_str::<Value>(b).ok());
+        let parse = |s: &Option<String>| {
+            s.as_deref()
+                .and_then(|b| serde_json::from_str::<Value>(b).ok())
+        };
         let req = parse(&event.request.body);
         let resp = event
             .response
@@ -115,7 +123,9 @@ impl Enricher {
                     partial = before.is_none();
                     None
                 }
-                AuditAction::Read | AuditAction::AccessDenied | AuditAction::Other => before.clone(),
+                AuditAction::Read | AuditAction::AccessDenied | AuditAction::Other => {
+                    before.clone()
+                }
             }
         };
 
@@ -125,13 +135,19 @@ impl Enricher {
                 patch_intent(req.as_ref())
             } else {
                 let known_before = if partial { None } else { before.as_ref() };
-                diff(known_before, after.as_ref(), &self.config.ignored_attributes)
+                diff(
+                    known_before,
+                    after.as_ref(),
+                    &self.config.ignored_attributes,
+                )
             }
         } else {
             Vec::new()
         };
         if partial {
-            self.partial.with_label_values(&[event.action.as_str()]).inc();
+            self.partial
+                .with_label_values(&[event.action.as_str()])
+                .inc();
         }
 
         if event.outcome == Outcome::Success && event.action.is_write() {
@@ -154,10 +170,20 @@ impl Enricher {
         }
         self.resources.set(self.state.len() as i64);
 
-        let snap = |v: &Option<Value>| if self.config.include_snapshots { v.as_ref().map(Value::to_string) } else { None };
+        let snap = |v: &Option<Value>| {
+            if self.config.include_snapshots {
+                v.as_ref().map(Value::to_string)
+            } else {
+                None
+            }
+        };
         let is_write = event.outcome == Outcome::Success && event.action.is_write();
         EnrichedAuditEvent {
-            before: if is_write && !partial { snap(&before) } else { None },
+            before: if is_write && !partial {
+                snap(&before)
+            } else {
+                None
+            },
             after: if is_write { snap(&after) } else { None },
             enriched_time: (self.clock)(),
             changes,
@@ -171,17 +197,28 @@ impl Enricher {
 /// operation's path and value, nothing invented about the state before.
 fn patch_intent(req: Option<&Value>) -> Vec<scimtrail_core::schema::AttributeChange> {
     use scimtrail_core::schema::{AttributeChange, ChangeKind};
-    let Some(ops) = req.and_then(|r| r.get("Operations")).and_then(Value::as_array) else {
+    let Some(ops) = req
+        .and_then(|r| r.get("Operations"))
+        .and_then(Value::as_array)
+    else {
         return Vec::new();
     };
     ops.iter()
         .filter_map(|op| {
             let kind = op.get("op")?.as_str()?.to_ascii_lowercase();
-            let path = op.get("path").and_then(Value::as_str).unwrap_or("").to_string();
+            let path = op
+                .get("path")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_string();
             let value = op.get("value").map(Value::to_string);
             Some(AttributeChange {
                 path,
-                kind: if kind == "remove" { ChangeKind::Removed } else { ChangeKind::Changed },
+                kind: if kind == "remove" {
+                    ChangeKind::Removed
+                } else {
+                    ChangeKind::Changed
+                },
                 before: None,
                 after: if kind == "remove" { None } else { value },
             })
@@ -201,11 +238,12 @@ impl Stage for Enricher {
             .map_err(|e| Poison::new("invalid_avro", format!("not an AuditEvent: {e}")))?;
         let key = event.partition_key();
         let enriched = self.enrich(event, record.partition);
-        let bytes = self
-            .codecs
-            .enriched
-            .encode(&enriched)
-            .map_err(|e| Poison::new("unencodable", format!("cannot encode the EnrichedAuditEvent: {e}")))?;
+        let bytes = self.codecs.enriched.encode(&enriched).map_err(|e| {
+            Poison::new(
+                "unencodable",
+                format!("cannot encode the EnrichedAuditEvent: {e}"),
+            )
+        })?;
         out.push(Output {
             topic: self.output_topic.clone(),
             key: Some(key.into_bytes()),
@@ -235,7 +273,9 @@ impl Stage for Enricher {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use scimtrail_core::schema::{ChangeKind, Principal, Request, Resource, Response, Source, Target};
+    use scimtrail_core::schema::{
+        ChangeKind, Principal, Request, Resource, Response, Source, Target,
+    };
     use serde_json::json;
 
     fn enricher() -> Enricher {
@@ -248,19 +288,52 @@ mod tests {
         .with_clock(|| 7)
     }
 
-    fn event(id: &str, action: AuditAction, status: i32, req: Option<Value>, resp: Option<Value>) -> AuditEvent {
+    fn event(
+        id: &str,
+        action: AuditAction,
+        status: i32,
+        req: Option<Value>,
+        resp: Option<Value>,
+    ) -> AuditEvent {
         AuditEvent {
             event_id: id.into(),
             event_time: 1,
             ingest_time: 2,
             action,
-            outcome: if status < 300 { Outcome::Success } else { Outcome::Failure },
-            principal: Principal { id: "p".into(), kind: "service".into() },
-            source: Source { system: "okta".into(), ip: None, user_agent: None },
-            target: Target { system: "gh".into(), base_url: None },
-            resource: Resource { kind: "User".into(), id: Some("u1".into()), external_id: None, user_name: None, display_name: None },
-            request: Request { method: "X".into(), path: "/Users/u1".into(), body: req.map(|v| v.to_string()) },
-            response: Some(Response { status, body: resp.map(|v| v.to_string()) }),
+            outcome: if status < 300 {
+                Outcome::Success
+            } else {
+                Outcome::Failure
+            },
+            principal: Principal {
+                id: "p".into(),
+                kind: "service".into(),
+            },
+            source: Source {
+                system: "okta".into(),
+                ip: None,
+                user_agent: None,
+            },
+            target: Target {
+                system: "gh".into(),
+                base_url: None,
+            },
+            resource: Resource {
+                kind: "User".into(),
+                id: Some("u1".into()),
+                external_id: None,
+                user_name: None,
+                display_name: None,
+            },
+            request: Request {
+                method: "X".into(),
+                path: "/Users/u1".into(),
+                body: req.map(|v| v.to_string()),
+            },
+            response: Some(Response {
+                status,
+                body: resp.map(|v| v.to_string()),
+            }),
             error: None,
             correlation_id: None,
         }
@@ -274,7 +347,10 @@ mod tests {
     fn create_patch_replace_delete_give_exact_before_and_after() {
         let mut en = enricher();
         let user = json!({"id": "u1", "userName": "bj", "active": true, "title": "Rep"});
-        let e = en.enrich(event("1", AuditAction::Create, 201, None, Some(user.clone())), 0);
+        let e = en.enrich(
+            event("1", AuditAction::Create, 201, None, Some(user.clone())),
+            0,
+        );
         assert!(!e.partial);
         assert_eq!(e.before, None);
         assert_eq!(paths(&e).len(), 4);
@@ -287,7 +363,16 @@ mod tests {
         assert_eq!(e.changes[0].before.as_deref(), Some("true"));
         assert_eq!(e.changes[0].after.as_deref(), Some("false"));
 
-        let e = en.enrich(event("3", AuditAction::Replace, 200, None, Some(json!({"id": "u1", "userName": "bj", "active": false}))), 0);
+        let e = en.enrich(
+            event(
+                "3",
+                AuditAction::Replace,
+                200,
+                None,
+                Some(json!({"id": "u1", "userName": "bj", "active": false})),
+            ),
+            0,
+        );
         assert_eq!(paths(&e), vec![("title".to_string(), ChangeKind::Removed)]);
 
         let e = en.enrich(event("4", AuditAction::Delete, 204, None, None), 0);
@@ -312,7 +397,16 @@ mod tests {
     #[test]
     fn failures_change_nothing() {
         let mut en = enricher();
-        en.enrich(event("1", AuditAction::Create, 201, None, Some(json!({"id": "u1", "userName": "a"}))), 0);
+        en.enrich(
+            event(
+                "1",
+                AuditAction::Create,
+                201,
+                None,
+                Some(json!({"id": "u1", "userName": "a"})),
+            ),
+            0,
+        );
         let e = en.enrich(event("2", AuditAction::Delete, 404, None, None), 0);
         assert!(e.changes.is_empty());
         assert_eq!(en.state.len(), 1);
@@ -321,18 +415,54 @@ mod tests {
     #[test]
     fn aborted_transaction_rolls_state_back() {
         let mut en = enricher();
-        en.enrich(event("1", AuditAction::Create, 201, None, Some(json!({"id": "u1", "title": "A"}))), 0);
+        en.enrich(
+            event(
+                "1",
+                AuditAction::Create,
+                201,
+                None,
+                Some(json!({"id": "u1", "title": "A"})),
+            ),
+            0,
+        );
         en.commit();
-        en.enrich(event("2", AuditAction::Replace, 200, None, Some(json!({"id": "u1", "title": "B"}))), 0);
+        en.enrich(
+            event(
+                "2",
+                AuditAction::Replace,
+                200,
+                None,
+                Some(json!({"id": "u1", "title": "B"})),
+            ),
+            0,
+        );
         en.abort();
-        let e = en.enrich(event("2", AuditAction::Replace, 200, None, Some(json!({"id": "u1", "title": "B"}))), 0);
+        let e = en.enrich(
+            event(
+                "2",
+                AuditAction::Replace,
+                200,
+                None,
+                Some(json!({"id": "u1", "title": "B"})),
+            ),
+            0,
+        );
         assert_eq!(e.changes[0].before.as_deref(), Some("\"A\""));
     }
 
     #[test]
     fn revoked_partitions_drop_their_state() {
         let mut en = enricher();
-        en.enrich(event("1", AuditAction::Create, 201, None, Some(json!({"id": "u1"}))), 2);
+        en.enrich(
+            event(
+                "1",
+                AuditAction::Create,
+                201,
+                None,
+                Some(json!({"id": "u1"})),
+            ),
+            2,
+        );
         en.partitions_revoked(&[("t".into(), 1)]);
         assert_eq!(en.state.len(), 1);
         en.partitions_revoked(&[("t".into(), 2)]);
@@ -343,11 +473,24 @@ mod tests {
     fn stage_writes_to_the_partition_it_read_from() {
         let mut en = enricher();
         let codecs = Codecs::single_object().expect("codecs");
-        let ev = event("1", AuditAction::Create, 201, None, Some(json!({"id": "u1"})));
+        let ev = event(
+            "1",
+            AuditAction::Create,
+            201,
+            None,
+            Some(json!({"id": "u1"})),
+        );
         let bytes = codecs.audit_event.encode(&ev).expect("encode");
         let mut out = Vec::new();
         en.process(
-            &InputRecord { topic: "in", partition: 2, offset: 0, key: None, payload: Some(&bytes), timestamp: None },
+            &InputRecord {
+                topic: "in",
+                partition: 2,
+                offset: 0,
+                key: None,
+                payload: Some(&bytes),
+                timestamp: None,
+            },
             &mut out,
         )
         .expect("ok");
@@ -356,7 +499,14 @@ mod tests {
         let back = codecs.enriched.decode(&out[0].payload).expect("decode");
         assert_eq!(back.event, ev);
         let bad = en.process(
-            &InputRecord { topic: "in", partition: 0, offset: 1, key: None, payload: Some(b"junk"), timestamp: None },
+            &InputRecord {
+                topic: "in",
+                partition: 0,
+                offset: 1,
+                key: None,
+                payload: Some(b"junk"),
+                timestamp: None,
+            },
             &mut out,
         );
         assert_eq!(bad.expect_err("poison").kind, "invalid_avro");

@@ -48,7 +48,10 @@ pub async fn run(config_file: Option<PathBuf>) -> anyhow::Result<()> {
     // partitions as input partitions; fail at start, not on the first event.
     let (kafka, topics) = (common.kafka.clone(), common.topics.clone());
     let counts = tokio::task::spawn_blocking(move || {
-        scimtrail_core::kafka::partition_counts(&kafka, &[topics.events.clone(), topics.enriched.clone()])
+        scimtrail_core::kafka::partition_counts(
+            &kafka,
+            &[topics.events.clone(), topics.enriched.clone()],
+        )
     })
     .await??;
     let (input, output) = (
@@ -65,7 +68,12 @@ pub async fn run(config_file: Option<PathBuf>) -> anyhow::Result<()> {
     let framing = Framing::from_config(&common.schema_registry)?;
     let topics = common.topics.clone();
     let codecs = tokio::task::spawn_blocking(move || Codecs::new(framing, &topics)).await??;
-    let stage = Enricher::new(app.config.stage.clone(), codecs, common.topics.enriched.clone(), &app.registry);
+    let stage = Enricher::new(
+        app.config.stage.clone(),
+        codecs,
+        common.topics.enriched.clone(),
+        &app.registry,
+    );
     let spec = RunnerSpec {
         task: SERVICE.into(),
         stage: SERVICE.into(),
@@ -75,7 +83,15 @@ pub async fn run(config_file: Option<PathBuf>) -> anyhow::Result<()> {
     };
     let metrics = RunnerMetrics::new(&app.registry, SERVICE);
     let health = app.health.task(SERVICE);
-    runner::spawn(spec, common.kafka, stage, metrics, health, app.shutdown.clone()).await?;
+    runner::spawn(
+        spec,
+        common.kafka,
+        stage,
+        metrics,
+        health,
+        app.shutdown.clone(),
+    )
+    .await?;
     tracing::info!(message = "stopped cleanly");
     Ok(())
 }

@@ -35,7 +35,9 @@ pub fn apply(resource: &Value, patch: &Value) -> Result<Value, Unsupported> {
         match (kind.as_str(), path) {
             ("add" | "replace", None) => {
                 let Some(Value::Object(obj)) = value else {
-                    return Err(Unsupported(format!("{kind} without path needs an object value")));
+                    return Err(Unsupported(format!(
+                        "{kind} without path needs an object value"
+                    )));
                 };
                 for (k, v) in obj {
                     set(root, &[k.as_str()], v.clone(), kind == "add")?;
@@ -78,7 +80,12 @@ fn key_of(map: &Map<String, Value>, name: &str) -> String {
         .unwrap_or_else(|| name.to_string())
 }
 
-fn set(map: &mut Map<String, Value>, path: &[&str], value: Value, add: bool) -> Result<(), Unsupported> {
+fn set(
+    map: &mut Map<String, Value>,
+    path: &[&str],
+    value: Value,
+    add: bool,
+) -> Result<(), Unsupported> {
     let Some((first, rest)) = path.split_first() else {
         return Err(Unsupported("empty path".into()));
     };

@@ -43,7 +43,12 @@ pub async fn run(config_file: Option<PathBuf>) -> anyhow::Result<()> {
         AvroCodec::with_framing(scimtrail_core::schema::AUDIT_EVENT_AVSC, framing, &subject)
     })
     .await??;
-    let stage = Normalizer::new(app.config.stage.clone(), codec, common.topics.events.clone(), &app.registry);
+    let stage = Normalizer::new(
+        app.config.stage.clone(),
+        codec,
+        common.topics.events.clone(),
+        &app.registry,
+    );
     let spec = RunnerSpec {
         task: SERVICE.into(),
         stage: SERVICE.into(),
@@ -53,7 +58,15 @@ pub async fn run(config_file: Option<PathBuf>) -> anyhow::Result<()> {
     };
     let metrics = RunnerMetrics::new(&app.registry, SERVICE);
     let health = app.health.task(SERVICE);
-    runner::spawn(spec, common.kafka, stage, metrics, health, app.shutdown.clone()).await?;
+    runner::spawn(
+        spec,
+        common.kafka,
+        stage,
+        metrics,
+        health,
+        app.shutdown.clone(),
+    )
+    .await?;
     tracing::info!(message = "stopped cleanly");
     Ok(())
 }

@@ -32,7 +32,12 @@ fn wall_clock_ms() -> i64 {
 }
 
 impl Normalizer {
-    pub fn new(config: IngestConfig, codec: AvroCodec<AuditEvent>, output_topic: String, registry: &Registry) -> Self {
+    pub fn new(
+        config: IngestConfig,
+        codec: AvroCodec<AuditEvent>,
+        output_topic: String,
+        registry: &Registry,
+    ) -> Self {
         let skipped = scimtrail_core::metrics::counter_vec(
             registry,
             "ingest",
@@ -63,19 +68,18 @@ impl Normalizer {
 
 impl Stage for Normalizer {
     fn process(&mut self, record: &InputRecord<'_>, out: &mut Vec<Output>) -> Result<(), Poison> {
-        let payload = record
-            .payload
-            .ok_or_else(|| Poison::new("empty", "record has no value (tombstone or empty payload)"))?;
+        let payload = record.payload.ok_or_else(|| {
+            Poison::new("empty", "record has no value (tombstone or empty payload)")
+        })?;
         match self.normalize(payload)? {
             None => {
                 self.skipped.with_label_values(&["read"]).inc();
                 Ok(())
             }
             Some(event) => {
-                let bytes = self
-                    .codec
-                    .encode(&event)
-                    .map_err(|e| Poison::new("unencodable", format!("cannot encode the AuditEvent: {e}")))?;
+                let bytes = self.codec.encode(&event).map_err(|e| {
+                    Poison::new("unencodable", format!("cannot encode the AuditEvent: {e}"))
+                })?;
                 out.push(Output {
                     topic: self.output_topic.clone(),
                     key: Some(event.partition_key().into_bytes()),
@@ -99,11 +103,17 @@ struct Addressed<'a> {
 fn parse_path(path: &str) -> Result<Addressed<'_>, Poison> {
     let path = path.split(['?', '#']).next().unwrap_or(path);
     let Some(rest) = path.strip_prefix('/') else {
-        return Err(Poison::new("invalid_path", format!("request.path `{path}` must start with `/`")));
+        return Err(Poison::new(
+            "invalid_path",
+            format!("request.path `{path}` must start with `/`"),
+        ));
     };
     let segments: Vec<&str> = rest.split('/').filter(|s| !s.is_empty()).collect();
     match segments.as_slice() {
-        [] => Err(Poison::new("invalid_path", "request.path `/` names no SCIM endpoint")),
+        [] => Err(Poison::new(
+            "invalid_path",
+            "request.path `/` names no SCIM endpoint",
+        )),
         [endpoint] => Ok(Addressed {
             endpoint,
             id: None,
@@ -155,18 +165,27 @@ fn redact(v: &mut Value, names: &[String]) {
 }
 
 fn str_attr(body: Option<&Value>, name: &str) -> Option<String> {
-    body.and_then(|b| b.get(name)).and_then(Value::as_str).map(str::to_string)
+    body.and_then(|b| b.get(name))
+        .and_then(Value::as_str)
+        .map(str::to_string)
 }
 
 fn non_empty(field: &str, v: &str) -> Result<(), Poison> {
     if v.trim().is_empty() {
-        return Err(Poison::new("invalid_shape", format!("`{field}` must not be empty")));
+        return Err(Poison::new(
+            "invalid_shape",
+            format!("`{field}` must not be empty"),
+        ));
     }
     Ok(())
 }
 
 /// The normalization itself; `now_ms` is the ingest time.
-pub fn normalize(cfg: &IngestConfig, payload: &[u8], now_ms: i64) -> Result<Option<AuditEvent>, Poison> {
+pub fn normalize(
+    cfg: &IngestConfig,
+    payload: &[u8],
+    now_ms: i64,
+) -> Result<Option<AuditEvent>, Poison> {
     if payload.len() > cfg.max_record_bytes {
         return Err(Poison::new(
             "too_large",
@@ -185,24 +204,42 @@ pub fn normalize(cfg: &IngestConfig, payload: &[u8], now_ms: i64) -> Result<Opti
     let raw: RawExchange = serde_path_to_error::deserialize(&value).map_err(|e| {
         let path = e.path().to_string();
         let inner = e.into_inner().to_string();
-        let at = if path == "." { String::new() } else { format!(" at `{path}`") };
-        Poison::new("invalid_shape", format!("does not match the raw contract{at}: {inner}"))
+        let at = if path == "." {
+            String::new()
+        } else {
+            format!(" at `{path}`")
+        };
+        Poison::new(
+            "invalid_shape",
+            format!("does not match the raw contract{at}: {inner}"),
+        )
     })?;
     non_empty("id", &raw.id)?;
     non_empty("source.system", &raw.source.system)?;
     non_empty("principal.id", &raw.principal.id)?;
     non_empty("target.system", &raw.target.system)?;
     if raw.id.len() > 256 {
-        return Err(Poison::new("invalid_shape", "`id` is longer than 256 characters"));
+        return Err(Poison::new(
+            "invalid_shape",
+            "`id` is longer than 256 characters",
+        ));
     }
     let event_time = chrono::DateTime::parse_from_rfc3339(&raw.time)
-        .map_err(|e| Poison::new("invalid_time", format!("`time` `{}` is not RFC 3339: {e}", raw.time)))?
+        .map_err(|e| {
+            Poison::new(
+                "invalid_time",
+                format!("`time` `{}` is not RFC 3339: {e}", raw.time),
+            )
+        })?
         .timestamp_millis();
     let method = raw.request.method.to_ascii_uppercase();
     if !matches!(method.as_str(), "GET" | "POST" | "PUT" | "PATCH" | "DELETE") {
         return Err(Poison::new(
             "unknown_method",
-            format!("`request.method` `{}` is not one of GET, POST, PUT, PATCH, DELETE", raw.request.method),
+            format!(
+                "`request.method` `{}` is not one of GET, POST, PUT, PATCH, DELETE",
+                raw.request.method
+            ),
         ));
     }
     let addressed = parse_path(&raw.request.path)?;
@@ -262,7 +299,11 @@ pub fn normalize(cfg: &IngestConfig, payload: &[u8], now_ms: i64) -> Result<Opti
     };
 
     let mut req_body = raw.request.body.clone().filter(|b| !b.is_null());
-    let mut resp_body = raw.response.as_ref().and_then(|r| r.body.clone()).filter(|b| !b.is_null());
+    let mut resp_body = raw
+        .response
+        .as_ref()
+        .and_then(|r| r.body.clone())
+        .filter(|b| !b.is_null());
     if let Some(b) = req_body.as_mut() {
         redact(b, &cfg.redact_attributes);
     }
@@ -271,7 +312,10 @@ pub fn normalize(cfg: &IngestConfig, payload: &[u8], now_ms: i64) -> Result<Opti
     }
 
     let is_resource = |b: &&Value| b.get("schemas").is_some() || b.get("id").is_some();
-    let resource_body = resp_body.as_ref().filter(is_resource).filter(|_| outcome == Outcome::Success);
+    let resource_body = resp_body
+        .as_ref()
+        .filter(is_resource)
+        .filter(|_| outcome == Outcome::Success);
     let id = addressed.id.map(str::to_string).or_else(|| {
         if action == AuditAction::Create {
             str_attr(resource_body, "id")
@@ -279,7 +323,8 @@ pub fn normalize(cfg: &IngestConfig, payload: &[u8], now_ms: i64) -> Result<Opti
             None
         }
     });
-    let pick = |name: &str| str_attr(resource_body, name).or_else(|| str_attr(req_body.as_ref(), name));
+    let pick =
+        |name: &str| str_attr(resource_body, name).or_else(|| str_attr(req_body.as_ref(), name));
 
     let error = if outcome == Outcome::Failure {
         let b = resp_body.as_ref();
@@ -362,7 +407,9 @@ mod tests {
 
     #[test]
     fn create_takes_the_id_from_the_response() {
-        let e = run(&raw("POST", "/Users", Some(201))).expect("valid").expect("event");
+        let e = run(&raw("POST", "/Users", Some(201)))
+            .expect("valid")
+            .expect("event");
         assert_eq!(e.action, AuditAction::Create);
         assert_eq!(e.outcome, Outcome::Success);
         assert_eq!(e.resource.kind, "User");
@@ -371,7 +418,10 @@ mod tests {
         assert_eq!(e.event_time, 1_795_946_400_250);
         assert_eq!(e.ingest_time, 42);
         assert_eq!(e.principal.kind, "service");
-        assert_eq!(e.partition_key(), "github-enterprise\u{1f}User\u{1f}2819c223");
+        assert_eq!(
+            e.partition_key(),
+            "github-enterprise\u{1f}User\u{1f}2819c223"
+        );
     }
 
     #[test]
@@ -385,7 +435,9 @@ mod tests {
             assert_eq!(e.action, a, "{m} {p}");
             assert_eq!(e.request.method, m.to_ascii_uppercase());
         }
-        let e = run(&raw("PATCH", "/Devices/d1", Some(200))).expect("valid").expect("event");
+        let e = run(&raw("PATCH", "/Devices/d1", Some(200)))
+            .expect("valid")
+            .expect("event");
         assert_eq!(e.resource.kind, "Devices");
         assert_eq!(e.resource.id.as_deref(), Some("d1"));
     }
@@ -400,32 +452,49 @@ mod tests {
         let err = e.error.clone().expect("error");
         assert_eq!(err.scim_type.as_deref(), Some("uniqueness"));
         assert_eq!(err.detail.as_deref(), Some("userName taken"));
-        assert!(e.partition_key().ends_with("userName:bjensen"), "{}", e.partition_key());
+        assert!(
+            e.partition_key().ends_with("userName:bjensen"),
+            "{}",
+            e.partition_key()
+        );
     }
 
     #[test]
     fn denied_requests_are_recorded_even_for_reads() {
-        let e = run(&raw("GET", "/Users/abc", Some(403))).expect("valid").expect("event");
+        let e = run(&raw("GET", "/Users/abc", Some(403)))
+            .expect("valid")
+            .expect("event");
         assert_eq!(e.action, AuditAction::AccessDenied);
         assert_eq!(e.outcome, Outcome::Failure);
     }
 
     #[test]
     fn reads_are_skipped_unless_configured() {
-        assert_eq!(run(&raw("GET", "/Users?filter=x", Some(200))).expect("valid"), None);
+        assert_eq!(
+            run(&raw("GET", "/Users?filter=x", Some(200))).expect("valid"),
+            None
+        );
         let c = IngestConfig {
             record_reads: true,
             ..cfg()
         };
-        let e = normalize(&c, raw("POST", "/Users/.search", Some(200)).to_string().as_bytes(), 0)
-            .expect("valid")
-            .expect("event");
+        let e = normalize(
+            &c,
+            raw("POST", "/Users/.search", Some(200))
+                .to_string()
+                .as_bytes(),
+            0,
+        )
+        .expect("valid")
+        .expect("event");
         assert_eq!(e.action, AuditAction::Read);
     }
 
     #[test]
     fn no_response_is_unknown_outcome() {
-        let e = run(&raw("DELETE", "/Users/abc", None)).expect("valid").expect("event");
+        let e = run(&raw("DELETE", "/Users/abc", None))
+            .expect("valid")
+            .expect("event");
         assert_eq!(e.outcome, Outcome::Unknown);
         assert!(e.response.is_none());
     }
@@ -433,10 +502,14 @@ mod tests {
     #[test]
     fn passwords_are_redacted_everywhere() {
         let mut v = raw("POST", "/Users", Some(201));
-        v["request"]["body"]["urn:ietf:params:scim:schemas:extension:x:2.0:User:PassWord"] = json!("s3cret");
+        v["request"]["body"]["urn:ietf:params:scim:schemas:extension:x:2.0:User:PassWord"] =
+            json!("s3cret");
         let e = run(&v).expect("valid").expect("event");
         let body = e.request.body.expect("body");
-        assert!(!body.contains("hunter2") && !body.contains("s3cret"), "{body}");
+        assert!(
+            !body.contains("hunter2") && !body.contains("s3cret"),
+            "{body}"
+        );
         assert!(body.contains(REDACTED));
     }
 
@@ -445,15 +518,67 @@ mod tests {
         let cases: Vec<(Vec<u8>, &str, &str)> = vec![
             (b"not json".to_vec(), "invalid_json", "not JSON"),
             (b"[1,2]".to_vec(), "invalid_shape", "object"),
-            ({ let mut v = raw("POST", "/Users", None); v["principal"].as_object_mut().map(|o| o.remove("id")); v.to_string().into_bytes() }, "invalid_shape", "principal"),
-            ({ let mut v = raw("POST", "/Users", None); v["time"] = json!("yesterday"); v.to_string().into_bytes() }, "invalid_time", "yesterday"),
-            (raw("TRACE", "/Users", None).to_string().into_bytes(), "unknown_method", "TRACE"),
-            (raw("PATCH", "/Users", None).to_string().into_bytes(), "invalid_path", "needs a resource id"),
-            (raw("POST", "Users", None).to_string().into_bytes(), "invalid_path", "must start with"),
-            (raw("POST", "/Users/a/b/c", None).to_string().into_bytes(), "invalid_path", "segments"),
-            (raw("POST", "/Bulk", Some(200)).to_string().into_bytes(), "unsupported", "Bulk"),
-            ({ let mut v = raw("POST", "/Users", None); v["source"]["system"] = json!(""); v.to_string().into_bytes() }, "invalid_shape", "source.system"),
-            ({ let mut v = raw("POST", "/Users", None); v["response"] = json!({"status": 999}); v.to_string().into_bytes() }, "invalid_shape", "999"),
+            (
+                {
+                    let mut v = raw("POST", "/Users", None);
+                    v["principal"].as_object_mut().map(|o| o.remove("id"));
+                    v.to_string().into_bytes()
+                },
+                "invalid_shape",
+                "principal",
+            ),
+            (
+                {
+                    let mut v = raw("POST", "/Users", None);
+                    v["time"] = json!("yesterday");
+                    v.to_string().into_bytes()
+                },
+                "invalid_time",
+                "yesterday",
+            ),
+            (
+                raw("TRACE", "/Users", None).to_string().into_bytes(),
+                "unknown_method",
+                "TRACE",
+            ),
+            (
+                raw("PATCH", "/Users", None).to_string().into_bytes(),
+                "invalid_path",
+                "needs a resource id",
+            ),
+            (
+                raw("POST", "Users", None).to_string().into_bytes(),
+                "invalid_path",
+                "must start with",
+            ),
+            (
+                raw("POST", "/Users/a/b/c", None).to_string().into_bytes(),
+                "invalid_path",
+                "segments",
+            ),
+            (
+                raw("POST", "/Bulk", Some(200)).to_string().into_bytes(),
+                "unsupported",
+                "Bulk",
+            ),
+            (
+                {
+                    let mut v = raw("POST", "/Users", None);
+                    v["source"]["system"] = json!("");
+                    v.to_string().into_bytes()
+                },
+                "invalid_shape",
+                "source.system",
+            ),
+            (
+                {
+                    let mut v = raw("POST", "/Users", None);
+                    v["response"] = json!({"status": 999});
+                    v.to_string().into_bytes()
+                },
+                "invalid_shape",
+                "999",
+            ),
             (vec![b' '; 2 * 1024 * 1024], "too_large", "max_record_bytes"),
         ];
         for (payload, kind, needle) in cases {
@@ -466,7 +591,8 @@ mod tests {
     /// The JSON Schema in `schemas/` and the normalizer agree on what is valid.
     #[test]
     fn json_schema_and_normalizer_agree() {
-        let schema: Value = serde_json::from_str(scimtrail_core::schema::RAW_JSON_SCHEMA).expect("schema is JSON");
+        let schema: Value =
+            serde_json::from_str(scimtrail_core::schema::RAW_JSON_SCHEMA).expect("schema is JSON");
         let validator = jsonschema::validator_for(&schema).expect("schema compiles");
         let mut samples = vec![
             raw("POST", "/Users", Some(201)),

@@ -69,7 +69,10 @@ impl Validate for SinkConfig {
             }
         }
         if self.request_timeout_ms == 0 {
-            return Err(ConfigError::invalid("sink.request_timeout_ms", "must be positive"));
+            return Err(ConfigError::invalid(
+                "sink.request_timeout_ms",
+                "must be positive",
+            ));
         }
         if self.initial_backoff_ms == 0 || self.max_backoff_ms < self.initial_backoff_ms {
             return Err(ConfigError::invalid(
@@ -88,11 +91,23 @@ mod tests {
     #[test]
     fn webhooks_are_required_and_must_be_http_urls() {
         let mut c = SinkConfig::default();
-        assert!(c.validate().expect_err("none").to_string().contains("sink.webhooks"));
+        assert!(c
+            .validate()
+            .expect_err("none")
+            .to_string()
+            .contains("sink.webhooks"));
         c.webhooks = vec!["http://127.0.0.1:1/x".into(), "ftp://x".into()];
-        assert!(c.validate().expect_err("ftp").to_string().contains("sink.webhooks[1]"));
+        assert!(c
+            .validate()
+            .expect_err("ftp")
+            .to_string()
+            .contains("sink.webhooks[1]"));
         c.webhooks = vec!["not a url".into()];
-        assert!(c.validate().expect_err("junk").to_string().contains("sink.webhooks[0]"));
+        assert!(c
+            .validate()
+            .expect_err("junk")
+            .to_string()
+            .contains("sink.webhooks[0]"));
         c.webhooks = vec!["https://hooks.example.test/a".into()];
         assert!(c.validate().is_ok());
     }

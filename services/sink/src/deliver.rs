@@ -86,7 +86,9 @@ impl Deliverer {
                 "sink",
                 "webhook_request_duration_seconds",
                 "Duration of one webhook request.",
-                vec![0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0],
+                vec![
+                    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+                ],
             ),
         })
     }
@@ -99,7 +101,10 @@ impl Deliverer {
             .post(url)
             .header("content-type", "application/json")
             .header("webhook-id", &alert.alert_id)
-            .header("webhook-timestamp", chrono::Utc::now().timestamp().to_string())
+            .header(
+                "webhook-timestamp",
+                chrono::Utc::now().timestamp().to_string(),
+            )
             .body(body.to_vec())
             .send()
             .await;
@@ -118,7 +123,13 @@ impl Deliverer {
 
     /// Delivers until acknowledged; `false` when shutdown interrupted it (the
     /// alert is then not acknowledged and is delivered again after restart).
-    pub async fn deliver(&self, url: &str, alert: &Alert, body: &[u8], shutdown: &CancellationToken) -> bool {
+    pub async fn deliver(
+        &self,
+        url: &str,
+        alert: &Alert,
+        body: &[u8],
+        shutdown: &CancellationToken,
+    ) -> bool {
         let mut backoff = self.initial_backoff;
         let mut n = 0u32;
         loop {
@@ -131,7 +142,10 @@ impl Deliverer {
                 return true;
             }
             // Full jitter keeps many sinks from retrying a recovering endpoint in lockstep.
-            let wait = Duration::from_millis(rand::rng().random_range(backoff.as_millis() as u64 / 2..=backoff.as_millis() as u64));
+            let wait = Duration::from_millis(
+                rand::rng()
+                    .random_range(backoff.as_millis() as u64 / 2..=backoff.as_millis() as u64),
+            );
             tracing::warn!(
                 message = "webhook delivery failed; will retry",
                 url,

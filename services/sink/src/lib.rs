@@ -73,14 +73,25 @@ pub async fn run(config_file: Option<PathBuf>) -> anyhow::Result<()> {
     let topics = common.topics.clone();
     let codecs = tokio::task::spawn_blocking(move || Codecs::new(framing, &topics)).await??;
     let registry = &app.registry;
-    let consumed = scimtrail_core::metrics::counter(registry, SERVICE, "alerts_consumed_total", "Alerts read from the alerts topic.");
+    let consumed = scimtrail_core::metrics::counter(
+        registry,
+        SERVICE,
+        "alerts_consumed_total",
+        "Alerts read from the alerts topic.",
+    );
     let delivered = scimtrail_core::metrics::counter(
         registry,
         SERVICE,
         "alerts_delivered_total",
         "Alerts acknowledged by every webhook (their offsets may then be committed).",
     );
-    let dead = scimtrail_core::metrics::counter_vec(registry, SERVICE, "dead_letters_total", "Records sent to the dead-letter topic, by reason.", &["reason"]);
+    let dead = scimtrail_core::metrics::counter_vec(
+        registry,
+        SERVICE,
+        "dead_letters_total",
+        "Records sent to the dead-letter topic, by reason.",
+        &["reason"],
+    );
     let health = app.health.task(SERVICE);
 
     let group_id = format!("{}-{SERVICE}", common.kafka.group_prefix);
@@ -98,10 +109,17 @@ pub async fn run(config_file: Option<PathBuf>) -> anyhow::Result<()> {
     )?;
     let consumer: StreamConsumer<SinkContext> = cc.create_with_context(SinkContext {
         health: health.clone(),
-        rebalances: scimtrail_core::metrics::counter_vec(registry, SERVICE, "rebalances_total", "Consumer group rebalances, by kind.", &["kind"]),
+        rebalances: scimtrail_core::metrics::counter_vec(
+            registry,
+            SERVICE,
+            "rebalances_total",
+            "Consumer group rebalances, by kind.",
+            &["kind"],
+        ),
     })?;
     consumer.subscribe(&[&common.topics.alerts])?;
-    let producer: FutureProducer = scimtrail_core::kafka::producer_config(&common.kafka)?.create()?;
+    let producer: FutureProducer =
+        scimtrail_core::kafka::producer_config(&common.kafka)?.create()?;
     let deliverer = Deliverer::new(&cfg, registry)?;
     let shutdown = app.shutdown.clone();
     tracing::info!(message = "sink started", webhooks = cfg.webhooks.len(), topic = %common.topics.alerts);
@@ -154,14 +172,22 @@ pub async fn run(config_file: Option<PathBuf>) -> anyhow::Result<()> {
                     (scimtrail_core::dlq::SOURCE_PARTITION, partition.as_str()),
                     (scimtrail_core::dlq::SOURCE_OFFSET, offset.as_str()),
                 ] {
-                    headers = headers.insert(Header { key: k, value: Some(v) });
+                    headers = headers.insert(Header {
+                        key: k,
+                        value: Some(v),
+                    });
                 }
                 if let Some(orig) = msg.headers() {
                     for h in orig.iter() {
-                        headers = headers.insert(Header { key: h.key, value: h.value });
+                        headers = headers.insert(Header {
+                            key: h.key,
+                            value: h.value,
+                        });
                     }
                 }
-                let mut record: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(&common.topics.dlq).payload(payload).headers(headers);
+                let mut record: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(&common.topics.dlq)
+                    .payload(payload)
+                    .headers(headers);
                 if let Some(k) = msg.key() {
                     record = record.key(k);
                 }

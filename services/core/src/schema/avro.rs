@@ -32,7 +32,11 @@ pub enum CodecError {
     #[error("payload is not Avro in a known framing (first byte 0x{0:02x}; expected 0xc3 single-object or 0x00 Confluent)")]
     UnknownFraming(u8),
     #[error("single-object fingerprint {got} is not the fingerprint of {schema} ({want}); written with another schema version")]
-    UnknownFingerprint { schema: String, got: String, want: String },
+    UnknownFingerprint {
+        schema: String,
+        got: String,
+        want: String,
+    },
     #[error("Confluent-framed payload but no schema_registry.url is configured to resolve schema id {0}")]
     NoRegistry(u32),
     #[error("payload too short for its framing")]
@@ -170,7 +174,8 @@ impl<T: Serialize + DeserializeOwned> AvroCodec<T> {
                     });
                 }
                 let mut rest = EofGuard::new(&bytes[n..]);
-                let v = apache_avro::from_avro_datum(&self.schema, &mut rest, None).map_err(derr)?;
+                let v =
+                    apache_avro::from_avro_datum(&self.schema, &mut rest, None).map_err(derr)?;
                 rest.finish(&self.name)?;
                 v
             }
@@ -187,7 +192,8 @@ impl<T: Serialize + DeserializeOwned> AvroCodec<T> {
                         return Err(CodecError::NoRegistry(id));
                     };
                     let writer = registry.schema_by_id(id)?;
-                    apache_avro::from_avro_datum(&writer, &mut rest, Some(&self.schema)).map_err(derr)?
+                    apache_avro::from_avro_datum(&writer, &mut rest, Some(&self.schema))
+                        .map_err(derr)?
                 };
                 rest.finish(&self.name)?;
                 v
@@ -210,7 +216,10 @@ struct EofGuard<'a> {
 
 impl<'a> EofGuard<'a> {
     fn new(rest: &'a [u8]) -> Self {
-        EofGuard { rest, overran: false }
+        EofGuard {
+            rest,
+            overran: false,
+        }
     }
 
     fn finish(self, schema: &str) -> Result<(), CodecError> {
@@ -277,7 +286,9 @@ impl RegistryClient {
         let status = resp.status();
         if !status.is_success() {
             let text = resp.text().unwrap_or_default();
-            return Err(CodecError::Registry(format!("POST {url}: {status}: {text}")));
+            return Err(CodecError::Registry(format!(
+                "POST {url}: {status}: {text}"
+            )));
         }
         let id: Id = resp
             .json()
@@ -304,7 +315,10 @@ impl RegistryClient {
             .send()
             .map_err(|e| CodecError::Registry(format!("GET {url}: {e}")))?;
         if !resp.status().is_success() {
-            return Err(CodecError::Registry(format!("GET {url}: {}", resp.status())));
+            return Err(CodecError::Registry(format!(
+                "GET {url}: {}",
+                resp.status()
+            )));
         }
         let text: SchemaText = resp
             .json()
@@ -351,6 +365,9 @@ impl Codecs {
 
     /// Single-object codecs (no registry).
     pub fn single_object() -> Result<Self, CodecError> {
-        Self::new(Framing::SingleObject, &crate::config::TopicsConfig::default())
+        Self::new(
+            Framing::SingleObject,
+            &crate::config::TopicsConfig::default(),
+        )
     }
 }

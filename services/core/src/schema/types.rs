@@ -21,7 +21,10 @@ pub enum AuditAction {
 impl AuditAction {
     /// Whether the action changes a resource (and so counts as a change).
     pub fn is_write(self) -> bool {
-        matches!(self, Self::Create | Self::Replace | Self::Patch | Self::Delete)
+        matches!(
+            self,
+            Self::Create | Self::Replace | Self::Patch | Self::Delete
+        )
     }
     pub fn as_str(self) -> &'static str {
         match self {
@@ -124,9 +127,24 @@ impl AuditEvent {
             .id
             .as_deref()
             .map(str::to_string)
-            .or_else(|| self.resource.external_id.as_ref().map(|e| format!("externalId:{e}")))
-            .or_else(|| self.resource.user_name.as_ref().map(|u| format!("userName:{u}")))
-            .or_else(|| self.resource.display_name.as_ref().map(|d| format!("displayName:{d}")))
+            .or_else(|| {
+                self.resource
+                    .external_id
+                    .as_ref()
+                    .map(|e| format!("externalId:{e}"))
+            })
+            .or_else(|| {
+                self.resource
+                    .user_name
+                    .as_ref()
+                    .map(|u| format!("userName:{u}"))
+            })
+            .or_else(|| {
+                self.resource
+                    .display_name
+                    .as_ref()
+                    .map(|d| format!("displayName:{d}"))
+            })
             .unwrap_or_else(|| format!("event:{}", self.event_id));
         resource_key(&self.target.system, &self.resource.kind, &id)
     }
