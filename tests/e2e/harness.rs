@@ -117,6 +117,8 @@ impl Names {
                 "SCIMTRAIL__KAFKA__CONSUMER_PROPERTIES__HEARTBEAT_INTERVAL_MS",
                 "1000".into(),
             ),
+            // Lag gauges appear with the first statistics report.
+            ("SCIMTRAIL__KAFKA__STATISTICS_INTERVAL_MS", "2000".into()),
             ("SCIMTRAIL__TOPICS__RAW", self.raw.clone()),
             ("SCIMTRAIL__TOPICS__EVENTS", self.events.clone()),
             ("SCIMTRAIL__TOPICS__ENRICHED", self.enriched.clone()),

@@ -98,17 +98,17 @@ async fn pipeline_delivers_each_event_once_dead_letters_bad_input_and_alerts_on_
         records.insert(10 + i * 15, (Some(format!("bad-{i}")), bytes.clone()));
     }
     produce(&names.raw, &records).await;
-    // And a record on the events topic that is not an AuditEvent: the enricher's poison.
-    produce(
-        &names.events,
-        &[(Some("junk".into()), b"\xc3\x01garbage".to_vec())],
-    )
-    .await;
+    // And records that are not what the enricher, the detector and the sink
+    // read: each dead-letters its poison and carries on.
+    let junk = b"\xc3\x01garbage".to_vec();
+    for topic in [&names.events, &names.enriched, &names.alerts] {
+        produce(topic, &[(Some("junk".into()), junk.clone())]).await;
+    }
 
     // Every valid exchange becomes exactly one enriched event.
     let enriched = consume(
         &names.enriched,
-        valid.len(),
+        valid.len() + 1,
         Duration::from_secs(120),
         Duration::from_secs(3),
     )
@@ -120,6 +120,9 @@ async fn pipeline_delivers_each_event_once_dead_letters_bad_input_and_alerts_on_
     let mut seen: HashMap<String, usize> = HashMap::new();
     let mut decoded = Vec::new();
     for m in &enriched {
+        if m.key() == Some(b"junk".as_slice()) {
+            continue; // the detector's poison, produced above
+        }
         let e = codecs
             .enriched
             .decode(m.payload().expect("payload"))
@@ -205,37 +208,40 @@ async fn pipeline_delivers_each_event_once_dead_letters_bad_input_and_alerts_on_
         .all(|(_, e)| e.changes.is_empty() && e.event.error.is_some()));
 
     // Exactly the invalid records are dead-lettered, bytes intact, reason attached.
+    let expected_dead = invalid.len() + 3;
     let dlq = consume(
         &names.dlq,
-        invalid.len() + 1,
+        expected_dead,
         Duration::from_secs(30),
         Duration::from_secs(2),
     )
     .await;
-    assert_eq!(dlq.len(), invalid.len() + 1, "dead letters");
-    let mut by_kind: BTreeMap<String, (String, Vec<u8>)> = BTreeMap::new();
+    assert_eq!(dlq.len(), expected_dead, "dead letters");
+    let mut by_kind: BTreeMap<(String, String), Vec<u8>> = BTreeMap::new();
     for m in &dlq {
         let h = headers(m);
         assert!(!h["scimtrail.dlq.reason"].is_empty());
         by_kind.insert(
-            h["scimtrail.dlq.kind"].clone(),
             (
                 h["scimtrail.dlq.stage"].clone(),
-                m.payload().unwrap_or_default().to_vec(),
+                h["scimtrail.dlq.kind"].clone(),
             ),
+            m.payload().unwrap_or_default().to_vec(),
         );
     }
     for (bytes, kind) in &invalid {
-        let (stage, payload) = by_kind
-            .get(*kind)
-            .unwrap_or_else(|| panic!("no dead letter of kind {kind}"));
-        assert_eq!(stage, "ingest");
+        let payload = by_kind
+            .get(&("ingest".to_string(), kind.to_string()))
+            .unwrap_or_else(|| panic!("no dead letter of kind {kind} from ingest"));
         assert_eq!(payload, bytes, "dead letter keeps the original bytes");
     }
-    assert_eq!(
-        by_kind.get("invalid_avro").map(|(s, _)| s.as_str()),
-        Some("enricher")
-    );
+    for stage in ["enricher", "detector", "sink"] {
+        assert!(
+            by_kind.contains_key(&(stage.to_string(), "invalid_avro".to_string())),
+            "{stage} dead-lettered its poison: {:?}",
+            by_kind.keys().collect::<Vec<_>>()
+        );
+    }
 
     // Exactly one alert, for the burst, delivered despite the receiver's failures.
     let calls = p
@@ -283,6 +289,44 @@ async fn pipeline_delivers_each_event_once_dead_letters_bad_input_and_alerts_on_
             "{group} left records of {topic} uncommitted"
         );
     }
+
+    // Every metric the dashboards and alert rules query is exported by the
+    // service it names (deploy/metrics.txt lists them).
+    let wanted = std::fs::read_to_string(repo_root().join("deploy/metrics.txt"))
+        .expect("deploy/metrics.txt");
+    let mut exported: HashMap<String, String> = HashMap::new();
+    for s in &p.services {
+        let stage = s.name.split('-').next().unwrap_or_default().to_string();
+        exported
+            .entry(stage)
+            .or_default()
+            .push_str(&s.metrics().await);
+    }
+    let mut missing = Vec::new();
+    for name in wanted
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+    {
+        let owners: Vec<&String> = match name.strip_prefix("scimtrail_") {
+            Some(rest) if !name.starts_with("scimtrail_build_info") => exported
+                .keys()
+                .filter(|stage| rest.starts_with(&format!("{stage}_")))
+                .collect(),
+            Some(_) => exported.keys().collect(),
+            None => continue, // Prometheus' own series, such as `up`
+        };
+        assert!(
+            !owners.is_empty(),
+            "deploy/metrics.txt names {name}, which no service owns"
+        );
+        for stage in owners {
+            if !exported[stage].contains(&format!("# TYPE {name} ")) {
+                missing.push(format!("{stage}: {name}"));
+            }
+        }
+    }
+    assert!(missing.is_empty(), "metrics not exported: {missing:#?}");
 
     // Every service shuts down cleanly on SIGTERM.
     for s in p.services.iter_mut() {

@@ -21,40 +21,62 @@ pub struct App<S> {
     pub admin_addr: SocketAddr,
 }
 
-/// Where a service's configuration comes from.
-pub struct Startup<'a> {
-    pub service: &'a str,
-    pub default_admin_listen: &'a str,
-    pub config_file: Option<PathBuf>,
+/// How a service finds its configuration.
+#[derive(Debug, Clone, Copy)]
+pub struct Startup {
+    pub service: &'static str,
+    pub default_admin_listen: &'static str,
     /// Keys whose environment value is a comma-separated list.
-    pub list_keys: &'a [&'a str],
+    pub list_keys: &'static [&'static str],
 }
 
-impl<S: DeserializeOwned + Default + Validate> App<S> {
-    pub async fn start(startup: Startup<'_>) -> anyhow::Result<Self> {
-        let file = startup
-            .config_file
-            .or_else(|| std::env::var_os("SCIMTRAIL_CONFIG").map(PathBuf::from));
+impl Startup {
+    /// Loads and validates the configuration from `config_file` (or
+    /// `SCIMTRAIL_CONFIG`) and the environment.
+    pub fn load<S: DeserializeOwned + Default + Validate>(
+        &self,
+        config_file: Option<PathBuf>,
+    ) -> Result<ServiceConfig<S>, crate::config::ConfigError> {
+        let file = config_file.or_else(|| std::env::var_os("SCIMTRAIL_CONFIG").map(PathBuf::from));
         let mut env = config::Environment::with_prefix(crate::config::ENV_PREFIX)
             .prefix_separator("__")
             .separator("__")
             .try_parsing(true);
-        if !startup.list_keys.is_empty() {
+        if !self.list_keys.is_empty() {
             env = env.list_separator(",");
-            for k in startup.list_keys {
+            for k in self.list_keys {
                 env = env.with_list_parse_key(k);
             }
         }
-        let config: ServiceConfig<S> = crate::config::load_from(
+        crate::config::load_from(
             LoadOptions {
-                section: startup.service,
-                default_admin_listen: startup.default_admin_listen,
+                section: self.service,
+                default_admin_listen: self.default_admin_listen,
                 file: file.as_deref(),
             },
             env,
-        )?;
+        )
+    }
+
+    /// `--check-config`: validates the configuration, prints the verdict and
+    /// exits without connecting to anything, so a deployment can be checked
+    /// before it rolls out.
+    pub fn check<S: DeserializeOwned + Default + Validate>(
+        &self,
+        config_file: Option<PathBuf>,
+    ) -> anyhow::Result<()> {
+        self.load::<S>(config_file)?;
+        println!("scimtrail-{}: configuration ok", self.service);
+        Ok(())
+    }
+}
+
+impl<S: DeserializeOwned + Default + Validate> App<S> {
+    pub async fn start(startup: Startup, config_file: Option<PathBuf>) -> anyhow::Result<Self> {
+        let config: ServiceConfig<S> = startup.load(config_file)?;
         crate::telemetry::init(&config.common.log);
         let registry = crate::metrics::registry();
+        crate::metrics::build_info(&registry, startup.service);
         let health = Health::new();
         let shutdown = crate::shutdown::on_signal();
         let admin_addr = crate::admin::serve(

@@ -78,6 +78,10 @@ pub struct KafkaConfig {
     /// Time allowed for transactional API calls (init, commit, abort, send offsets).
     #[serde(default = "default_operation_timeout_ms")]
     pub operation_timeout_ms: u64,
+    /// How often consumers report statistics (consumer lag), in milliseconds;
+    /// 0 turns the reports, and the lag gauges, off.
+    #[serde(default = "default_statistics_interval_ms")]
+    pub statistics_interval_ms: u64,
     /// librdkafka properties applied last to every client, so TLS, SASL and tuning
     /// need no code change, e.g. `security.protocol = "SASL_SSL"`. From the
     /// environment: `SCIMTRAIL__KAFKA__PROPERTIES__SECURITY_PROTOCOL=SASL_SSL`
@@ -120,6 +124,9 @@ fn default_transaction_timeout_ms() -> u64 {
 fn default_operation_timeout_ms() -> u64 {
     30_000
 }
+fn default_statistics_interval_ms() -> u64 {
+    10_000
+}
 
 impl Default for KafkaConfig {
     fn default() -> Self {
@@ -131,6 +138,7 @@ impl Default for KafkaConfig {
             batch_max_wait_ms: default_batch_max_wait_ms(),
             transaction_timeout_ms: default_transaction_timeout_ms(),
             operation_timeout_ms: default_operation_timeout_ms(),
+            statistics_interval_ms: default_statistics_interval_ms(),
             properties: serde_json::Map::new(),
             consumer_properties: serde_json::Map::new(),
             producer_properties: serde_json::Map::new(),

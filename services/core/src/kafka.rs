@@ -66,7 +66,12 @@ pub fn consumer_config(
     let mut c = ClientConfig::new();
     c.set("bootstrap.servers", &cfg.brokers)
         .set("group.id", group_id)
-        .set("client.id", format!("{group_id}-{}", cfg.instance_id()));
+        .set("client.id", format!("{group_id}-{}", cfg.instance_id()))
+        // Feeds the consumer-lag gauges.
+        .set(
+            "statistics.interval.ms",
+            cfg.statistics_interval_ms.to_string(),
+        );
     for (k, v) in settings {
         c.set(*k, *v);
     }

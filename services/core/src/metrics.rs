@@ -47,6 +47,8 @@ pub struct RunnerMetrics {
     pub rebalances: IntCounterVec,
     pub assigned_partitions: IntGaugeVec,
     pub backpressure: IntGaugeVec,
+    pub consumer_lag: IntGaugeVec,
+    pub record_latency: HistogramVec,
 }
 
 impl RunnerMetrics {
@@ -113,8 +115,90 @@ impl RunnerMetrics {
                 "backpressure",
                 "1 while the producer queue is full and the loop waits for Kafka.",
             ),
+            consumer_lag: consumer_lag_gauge(registry, stage),
+            record_latency: record_latency_histogram(registry, stage),
         }
     }
+}
+
+/// `scimtrail_<stage>_consumer_lag{task,topic,partition}`: records between the
+/// consumer's position and the end of the partition (the last stable offset for
+/// read_committed consumers), from librdkafka's statistics.
+pub fn consumer_lag_gauge(registry: &Registry, stage: &str) -> IntGaugeVec {
+    register(
+        registry,
+        IntGaugeVec::new(
+            Opts::new(
+                name(stage, "consumer_lag"),
+                "Records not yet consumed per assigned partition (librdkafka statistics).",
+            ),
+            &["task", "topic", "partition"],
+        )
+        .unwrap_or_else(|e| panic!("static metric consumer_lag: {e}")),
+    )
+}
+
+/// `scimtrail_<stage>_record_latency_seconds{task}`: from an input record's Kafka
+/// timestamp to the commit (or delivery) of what it produced; summed over the
+/// stages, the pipeline's end-to-end latency.
+pub fn record_latency_histogram(registry: &Registry, stage: &str) -> HistogramVec {
+    register(
+        registry,
+        HistogramVec::new(
+            HistogramOpts::new(
+                name(stage, "record_latency_seconds"),
+                "Time from an input record's Kafka timestamp to the commit or delivery of its output.",
+            )
+            .buckets(vec![0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0]),
+            &["task"],
+        )
+        .unwrap_or_else(|e| panic!("static metric record_latency_seconds: {e}")),
+    )
+}
+
+/// Updates the lag gauge from a librdkafka statistics report. Partitions the
+/// consumer does not fetch (lag unknown) are removed, so a revoked partition
+/// does not keep reporting its last lag.
+pub fn record_consumer_lag(gauge: &IntGaugeVec, task: &str, stats: &rdkafka::Statistics) {
+    for (topic, t) in &stats.topics {
+        for (id, p) in &t.partitions {
+            if *id < 0 {
+                continue; // librdkafka's internal "unassigned" partition
+            }
+            let partition = id.to_string();
+            // Transactional loops commit through the producer, so the
+            // consumer's own committed offset is only known from the last
+            // assignment; the stored offset (set after each commit) is current.
+            let lag = [p.consumer_lag, p.consumer_lag_stored]
+                .into_iter()
+                .filter(|l| *l >= 0)
+                .min();
+            if let (Some(lag), "active") = (lag, p.fetch_state.as_str()) {
+                gauge
+                    .with_label_values(&[task, topic.as_str(), partition.as_str()])
+                    .set(lag);
+            } else {
+                let _ = gauge.remove_label_values(&[task, topic.as_str(), partition.as_str()]);
+            }
+        }
+    }
+}
+
+/// `scimtrail_build_info{service,version} 1`.
+pub fn build_info(registry: &Registry, service: &str) {
+    let g = register(
+        registry,
+        IntGaugeVec::new(
+            Opts::new(
+                "scimtrail_build_info",
+                "Always 1; labels carry the service and its version.",
+            ),
+            &["service", "version"],
+        )
+        .unwrap_or_else(|e| panic!("static metric build_info: {e}")),
+    );
+    g.with_label_values(&[service, env!("CARGO_PKG_VERSION")])
+        .set(1);
 }
 
 /// A gauge without labels.

@@ -132,6 +132,8 @@ enum RebalanceEvent {
 
 struct RunnerContext {
     events: Mutex<Vec<RebalanceEvent>>,
+    task: String,
+    lag: prometheus::IntGaugeVec,
 }
 
 fn tpl_partitions(tpl: &TopicPartitionList) -> Vec<(String, i32)> {
@@ -141,7 +143,11 @@ fn tpl_partitions(tpl: &TopicPartitionList) -> Vec<(String, i32)> {
         .collect()
 }
 
-impl ClientContext for RunnerContext {}
+impl ClientContext for RunnerContext {
+    fn stats(&self, statistics: rdkafka::Statistics) {
+        crate::metrics::record_consumer_lag(&self.lag, &self.task, &statistics);
+    }
+}
 
 impl ConsumerContext for RunnerContext {
     fn pre_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
@@ -217,6 +223,8 @@ impl<S: Stage> Runner<S> {
             crate::kafka::transactional_consumer_config(kafka, &spec.group_id)?
                 .create_with_context(RunnerContext {
                     events: Mutex::new(Vec::new()),
+                    task: spec.task.clone(),
+                    lag: metrics.consumer_lag.clone(),
                 })
                 .map_err(|source| RunnerError::Kafka {
                     context: "create consumer",
@@ -246,6 +254,18 @@ impl<S: Stage> Runner<S> {
                     })
                 }
             }
+        }
+        // Export the gauges and outcomes from the start, not from their first
+        // change, so dashboards and alert rules see them.
+        metrics.backpressure.with_label_values(&[&spec.task]).set(0);
+        metrics
+            .assigned_partitions
+            .with_label_values(&[&spec.task])
+            .set(0);
+        for outcome in ["committed", "aborted"] {
+            metrics
+                .transactions
+                .with_label_values(&[&spec.task, outcome]);
         }
         let topics: Vec<&str> = spec.input_topics.iter().map(String::as_str).collect();
         consumer
@@ -474,6 +494,16 @@ impl<S: Stage> Runner<S> {
         match result {
             Ok(()) => {
                 self.stage.commit();
+                let now = chrono::Utc::now().timestamp_millis();
+                let latency = self
+                    .metrics
+                    .record_latency
+                    .with_label_values(&[&self.spec.task]);
+                for m in batch {
+                    if let Some(ts) = m.timestamp().to_millis() {
+                        latency.observe((now - ts).max(0) as f64 / 1000.0);
+                    }
+                }
                 self.metrics
                     .transactions
                     .with_label_values(&[&self.spec.task, "committed"])
@@ -529,7 +559,14 @@ impl<S: Stage> Runner<S> {
         })?;
         self.retrying("commit transaction", || {
             self.producer.commit_transaction(self.op_timeout)
-        })
+        })?;
+        // The offsets were committed by the transaction. Storing them in the
+        // consumer too commits nothing (auto commit is off) but lets librdkafka
+        // compute consumer lag, which it derives from the stored offset.
+        if let Err(e) = self.consumer.store_offsets(&tpl) {
+            tracing::debug!(message = "cannot store offsets for lag statistics", task = %self.spec.task, error = %e);
+        }
+        Ok(())
     }
 
     /// Retries a transactional call while librdkafka says it is retriable.

@@ -66,22 +66,25 @@ impl Burst {
         output_topic: String,
         registry: &Registry,
     ) -> Result<Self, scimtrail_core::config::ConfigError> {
+        let severity = cfg.severity()?;
+        let fired = scimtrail_core::metrics::counter_vec(
+            registry,
+            "detector",
+            "alerts_total",
+            "Alerts raised, by rule and severity.",
+            &["rule", "severity"],
+        );
+        fired.with_label_values(&[RULE_ID, severity_label(severity)]);
         Ok(Burst {
             threshold: cfg.burst_threshold as usize,
             window_ms: (cfg.burst_window_secs * 1000) as i64,
             lateness_ms: (cfg.allowed_lateness_secs * 1000) as i64,
             max_evidence: cfg.max_evidence,
-            severity: cfg.severity()?,
+            severity,
             codecs,
             output_topic,
             state: TxState::new(),
-            fired: scimtrail_core::metrics::counter_vec(
-                registry,
-                "detector",
-                "alerts_total",
-                "Alerts raised, by rule and severity.",
-                &["rule", "severity"],
-            ),
+            fired,
             suppressed: scimtrail_core::metrics::counter_vec(
                 registry,
                 "detector",
@@ -199,12 +202,19 @@ impl Burst {
             labels: BTreeMap::new(),
         };
         self.fired
-            .with_label_values(&[
-                RULE_ID,
-                &format!("{:?}", self.severity).to_ascii_lowercase(),
-            ])
+            .with_label_values(&[RULE_ID, severity_label(self.severity)])
             .inc();
         Some(alert)
+    }
+}
+
+fn severity_label(s: Severity) -> &'static str {
+    match s {
+        Severity::Info => "info",
+        Severity::Low => "low",
+        Severity::Medium => "medium",
+        Severity::High => "high",
+        Severity::Critical => "critical",
     }
 }
 

@@ -31,18 +31,24 @@ pub use config::DetectorConfig;
 
 pub const SERVICE: &str = "detector";
 
+/// Where this service's configuration comes from.
+pub const STARTUP: Startup = Startup {
+    service: SERVICE,
+    default_admin_listen: "127.0.0.1:9103",
+    list_keys: &[],
+};
+
+/// Validates the configuration without starting (`--check-config`).
+pub fn check_config(config_file: Option<PathBuf>) -> anyhow::Result<()> {
+    STARTUP.check::<DetectorConfig>(config_file)
+}
+
 /// Name (after the internal prefix) of the by-principal repartition topic.
 pub const BY_PRINCIPAL: &str = "detector-by-principal";
 
 /// Runs the service until SIGTERM/SIGINT.
 pub async fn run(config_file: Option<PathBuf>) -> anyhow::Result<()> {
-    let app: App<DetectorConfig> = App::start(Startup {
-        service: SERVICE,
-        default_admin_listen: "127.0.0.1:9103",
-        config_file,
-        list_keys: &[],
-    })
-    .await?;
+    let app: App<DetectorConfig> = App::start(STARTUP, config_file).await?;
     let common = app.config.common.clone();
     let by_principal = common.topics.internal(BY_PRINCIPAL);
     // Internal topics belong to the detector and are created by it, like a

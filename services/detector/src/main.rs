@@ -9,10 +9,16 @@ struct Args {
     /// TOML configuration file (also `SCIMTRAIL_CONFIG`); env vars `SCIMTRAIL__…` override it.
     #[arg(long)]
     config: Option<PathBuf>,
+    /// Validate the configuration and exit (0: valid) without connecting to anything.
+    #[arg(long)]
+    check_config: bool,
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    if args.check_config {
+        return scimtrail_detector::check_config(args.config);
+    }
     scimtrail_detector::run(args.config).await
 }

@@ -41,18 +41,26 @@ impl Enricher {
         output_topic: String,
         registry: &Registry,
     ) -> Self {
+        let partial = scimtrail_core::metrics::counter_vec(
+            registry,
+            "enricher",
+            "partial_diffs_total",
+            "Events whose state before was unknown, so their diff is partial, by action.",
+            &["action"],
+        );
+        for a in [
+            AuditAction::Replace,
+            AuditAction::Patch,
+            AuditAction::Delete,
+        ] {
+            partial.with_label_values(&[a.as_str()]);
+        }
         Enricher {
             config,
             codecs,
             output_topic,
             state: TxState::new(),
-            partial: scimtrail_core::metrics::counter_vec(
-                registry,
-                "enricher",
-                "partial_diffs_total",
-                "Events whose state before was unknown, so their diff is partial, by action.",
-                &["action"],
-            ),
+            partial,
             resources: scimtrail_core::metrics::gauge(
                 registry,
                 "enricher",

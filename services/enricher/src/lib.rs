@@ -34,15 +34,21 @@ pub use enrich::Enricher;
 
 pub const SERVICE: &str = "enricher";
 
+/// Where this service's configuration comes from.
+pub const STARTUP: Startup = Startup {
+    service: SERVICE,
+    default_admin_listen: "127.0.0.1:9102",
+    list_keys: &[],
+};
+
+/// Validates the configuration without starting (`--check-config`).
+pub fn check_config(config_file: Option<PathBuf>) -> anyhow::Result<()> {
+    STARTUP.check::<EnricherConfig>(config_file)
+}
+
 /// Runs the service until SIGTERM/SIGINT.
 pub async fn run(config_file: Option<PathBuf>) -> anyhow::Result<()> {
-    let app: App<EnricherConfig> = App::start(Startup {
-        service: SERVICE,
-        default_admin_listen: "127.0.0.1:9102",
-        config_file,
-        list_keys: &[],
-    })
-    .await?;
+    let app: App<EnricherConfig> = App::start(STARTUP, config_file).await?;
     let common = app.config.common.clone();
     // Writing to the partition number read from needs at least as many output
     // partitions as input partitions; fail at start, not on the first event.

@@ -27,15 +27,21 @@ pub use normalize::Normalizer;
 
 pub const SERVICE: &str = "ingest";
 
+/// Where this service's configuration comes from.
+pub const STARTUP: Startup = Startup {
+    service: SERVICE,
+    default_admin_listen: "127.0.0.1:9101",
+    list_keys: &[],
+};
+
+/// Validates the configuration without starting (`--check-config`).
+pub fn check_config(config_file: Option<PathBuf>) -> anyhow::Result<()> {
+    STARTUP.check::<IngestConfig>(config_file)
+}
+
 /// Runs the service until SIGTERM/SIGINT.
 pub async fn run(config_file: Option<PathBuf>) -> anyhow::Result<()> {
-    let app: App<IngestConfig> = App::start(Startup {
-        service: SERVICE,
-        default_admin_listen: "127.0.0.1:9101",
-        config_file,
-        list_keys: &[],
-    })
-    .await?;
+    let app: App<IngestConfig> = App::start(STARTUP, config_file).await?;
     let common = app.config.common.clone();
     let framing = Framing::from_config(&common.schema_registry)?;
     let subject = format!("{}-value", common.topics.events);

@@ -45,6 +45,7 @@ impl Normalizer {
             "Valid raw records that produce no event, by reason (read: reads are not recorded).",
             &["reason"],
         );
+        skipped.with_label_values(&["read"]);
         Normalizer {
             config,
             codec,

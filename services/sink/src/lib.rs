@@ -9,7 +9,8 @@
 //! most the alerts since the last commit.
 //! **Ordering:** alerts of one partition are delivered in order; a webhook that
 //! keeps failing holds back the alerts behind it (visible in
-//! `scimtrail_sink_webhook_attempts_total{outcome!="delivered"}` and on `/readyz`).
+//! `scimtrail_sink_webhook_attempts_total{outcome!="delivered"}` and
+//! `scimtrail_sink_consumer_lag`).
 //! Undecodable records go to the dead-letter topic and do not block the rest.
 
 pub mod config;
@@ -34,12 +35,29 @@ use deliver::{Deliverer, WebhookPayload};
 
 pub const SERVICE: &str = "sink";
 
+/// Where this service's configuration comes from.
+pub const STARTUP: Startup = Startup {
+    service: SERVICE,
+    default_admin_listen: "127.0.0.1:9104",
+    list_keys: &["sink.webhooks"],
+};
+
+/// Validates the configuration without starting (`--check-config`).
+pub fn check_config(config_file: Option<PathBuf>) -> anyhow::Result<()> {
+    STARTUP.check::<SinkConfig>(config_file)
+}
+
 struct SinkContext {
     health: Arc<TaskHealth>,
     rebalances: prometheus::IntCounterVec,
+    lag: prometheus::IntGaugeVec,
 }
 
-impl ClientContext for SinkContext {}
+impl ClientContext for SinkContext {
+    fn stats(&self, statistics: rdkafka::Statistics) {
+        scimtrail_core::metrics::record_consumer_lag(&self.lag, SERVICE, &statistics);
+    }
+}
 
 impl ConsumerContext for SinkContext {
     fn post_rebalance(&self, _: &rdkafka::consumer::BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
@@ -60,13 +78,7 @@ impl ConsumerContext for SinkContext {
 
 /// Runs the service until SIGTERM/SIGINT.
 pub async fn run(config_file: Option<PathBuf>) -> anyhow::Result<()> {
-    let app: App<SinkConfig> = App::start(Startup {
-        service: SERVICE,
-        default_admin_listen: "127.0.0.1:9104",
-        config_file,
-        list_keys: &["sink.webhooks"],
-    })
-    .await?;
+    let app: App<SinkConfig> = App::start(STARTUP, config_file).await?;
     let common = app.config.common.clone();
     let cfg = app.config.stage.clone();
     let framing = Framing::from_config(&common.schema_registry)?;
@@ -92,6 +104,7 @@ pub async fn run(config_file: Option<PathBuf>) -> anyhow::Result<()> {
         "Records sent to the dead-letter topic, by reason.",
         &["reason"],
     );
+    dead.with_label_values(&["invalid_avro"]);
     let health = app.health.task(SERVICE);
 
     let group_id = format!("{}-{SERVICE}", common.kafka.group_prefix);
@@ -116,7 +129,10 @@ pub async fn run(config_file: Option<PathBuf>) -> anyhow::Result<()> {
             "Consumer group rebalances, by kind.",
             &["kind"],
         ),
+        lag: scimtrail_core::metrics::consumer_lag_gauge(registry, SERVICE),
     })?;
+    let latency = scimtrail_core::metrics::record_latency_histogram(registry, SERVICE)
+        .with_label_values(&[SERVICE]);
     consumer.subscribe(&[&common.topics.alerts])?;
     let producer: FutureProducer =
         scimtrail_core::kafka::producer_config(&common.kafka)?.create()?;
@@ -145,7 +161,10 @@ pub async fn run(config_file: Option<PathBuf>) -> anyhow::Result<()> {
                 let body = serde_json::to_vec(&WebhookPayload::new(&alert))?;
                 let mut all = true;
                 for url in &cfg.webhooks {
-                    if !deliverer.deliver(url, &alert, &body, &shutdown).await {
+                    if !deliverer
+                        .deliver(url, &alert, &body, &health, &shutdown)
+                        .await
+                    {
                         all = false;
                         break;
                     }
@@ -156,6 +175,10 @@ pub async fn run(config_file: Option<PathBuf>) -> anyhow::Result<()> {
                     break;
                 }
                 delivered.inc();
+                if let Some(ts) = msg.timestamp().to_millis() {
+                    let now = chrono::Utc::now().timestamp_millis();
+                    latency.observe((now - ts).max(0) as f64 / 1000.0);
+                }
                 tracing::info!(message = "alert delivered", alert_id = %alert.alert_id, rule = %alert.rule_id);
             }
             Err(e) => {
