@@ -654,27 +654,3 @@ pub fn generate(args: &[&str]) -> Vec<Value> {
         .map(|l| serde_json::from_str(l).expect("gen prints JSON lines"))
         .collect()
 }
-
-/// The key a SCIM client tap would give a raw record: its resource.
-pub fn raw_key(v: &Value) -> String {
-    let target = v
-        .pointer("/target/system")
-        .and_then(Value::as_str)
-        .unwrap_or("");
-    let path = v
-        .pointer("/request/path")
-        .and_then(Value::as_str)
-        .unwrap_or("");
-    let mut segs = path.trim_start_matches('/').split('/');
-    let endpoint = segs.next().unwrap_or("");
-    let id = segs
-        .next()
-        .map(str::to_string)
-        .or_else(|| {
-            v.pointer("/response/body/id")
-                .and_then(Value::as_str)
-                .map(str::to_string)
-        })
-        .unwrap_or_default();
-    format!("{target}/{endpoint}/{id}")
-}

@@ -91,7 +91,12 @@ async fn pipeline_delivers_each_event_once_dead_letters_bad_input_and_alerts_on_
     let invalid = invalid_raw();
     let mut records: Vec<(Option<String>, Vec<u8>)> = valid
         .iter()
-        .map(|v| (Some(raw_key(v)), v.to_string().into_bytes()))
+        .map(|v| {
+            (
+                Some(scimtrail_core::schema::raw::record_key(v)),
+                v.to_string().into_bytes(),
+            )
+        })
         .collect();
     // Poison between good records: it must not hold back its neighbours.
     for (i, (bytes, _)) in invalid.iter().enumerate() {
@@ -364,7 +369,12 @@ async fn enricher_killed_mid_stream_loses_and_duplicates_nothing() {
     ]);
     let records: Vec<(Option<String>, Vec<u8>)> = valid
         .iter()
-        .map(|v| (Some(raw_key(v)), v.to_string().into_bytes()))
+        .map(|v| {
+            (
+                Some(scimtrail_core::schema::raw::record_key(v)),
+                v.to_string().into_bytes(),
+            )
+        })
         .collect();
 
     // Produce in slices while the pipeline runs, and kill one enricher when part

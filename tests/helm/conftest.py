@@ -36,6 +36,7 @@ class Helm:
         self.binary = binary
         self.tmp = tmp
         self._cache: dict[tuple, subprocess.CompletedProcess] = {}
+        self.scenario_files: dict[str, str] = {}
         self._n = 0
 
     def run(self, *args: str) -> subprocess.CompletedProcess:

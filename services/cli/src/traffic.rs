@@ -10,7 +10,6 @@ use rdkafka::types::RDKafkaErrorCode;
 use serde_json::Value;
 
 use scimtrail_core::config::CommonConfig;
-use scimtrail_core::schema::types::resource_key;
 
 use crate::gen::{GenConfig, Generator};
 
@@ -146,39 +145,9 @@ pub async fn run(common: &CommonConfig, args: GenArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Keys a raw record like ingest keys its event: by target system, resource type
-/// and id, so one resource's exchanges stay in order on one partition.
-fn raw_key(v: &Value) -> String {
-    let target = v
-        .pointer("/target/system")
-        .and_then(Value::as_str)
-        .unwrap_or("");
-    let path = v
-        .pointer("/request/path")
-        .and_then(Value::as_str)
-        .unwrap_or("");
-    let mut segs = path.trim_start_matches('/').split('/');
-    let endpoint = segs.next().unwrap_or("");
-    let id = segs
-        .next()
-        .map(str::to_string)
-        .or_else(|| {
-            v.pointer("/response/body/id")
-                .and_then(Value::as_str)
-                .map(str::to_string)
-        })
-        .unwrap_or_default();
-    let kind = match endpoint {
-        "Users" => "User",
-        "Groups" => "Group",
-        other => other,
-    };
-    resource_key(target, kind, &id)
-}
-
 /// Enqueues one record, waiting while the local queue is full.
 async fn send(p: &FutureProducer, topic: &str, record: &Value) -> anyhow::Result<DeliveryFuture> {
-    let key = raw_key(record);
+    let key = scimtrail_core::schema::raw::record_key(record);
     let payload = record.to_string();
     loop {
         match p.send_result(FutureRecord::to(topic).key(&key).payload(&payload)) {

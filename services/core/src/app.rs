@@ -103,3 +103,39 @@ impl<S: DeserializeOwned + Default + Validate> App<S> {
         })
     }
 }
+
+/// Command line of every service binary.
+#[derive(Debug, clap::Parser)]
+pub struct ServiceArgs {
+    /// TOML configuration file (also `SCIMTRAIL_CONFIG`); env vars `SCIMTRAIL__…` override it.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Validate the configuration and exit (0: valid) without connecting to anything.
+    #[arg(long)]
+    pub check_config: bool,
+}
+
+/// The whole `main` of a service binary: parse the command line, then either
+/// check the configuration or run until SIGTERM/SIGINT.
+pub async fn service_main<Run, Fut>(
+    binary: &'static str,
+    about: &'static str,
+    check: fn(Option<PathBuf>) -> anyhow::Result<()>,
+    run: Run,
+) -> anyhow::Result<()>
+where
+    Run: FnOnce(Option<PathBuf>) -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<()>>,
+{
+    use clap::{CommandFactory, FromArgMatches};
+    let matches = ServiceArgs::command()
+        .name(binary)
+        .about(about)
+        .version(env!("CARGO_PKG_VERSION"))
+        .get_matches();
+    let args = ServiceArgs::from_arg_matches(&matches)?;
+    if args.check_config {
+        return check(args.config);
+    }
+    run(args.config).await
+}

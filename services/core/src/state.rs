@@ -7,14 +7,18 @@
 //! must be exactly what it was before the batch: [`TxState`] keeps an undo log of
 //! every key's first prior value in the open transaction and restores it on
 //! [`TxState::rollback`].
+//!
+//! Each key also remembers the input partition that owns it, so the state of
+//! revoked partitions can be dropped ([`TxState::drop_partitions`]): their
+//! keys now belong to another instance.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::hash::Hash;
 
 #[derive(Debug)]
 pub struct TxState<K, V> {
-    map: HashMap<K, V>,
-    undo: HashMap<K, Option<V>>,
+    map: HashMap<K, (i32, V)>,
+    undo: HashMap<K, Option<(i32, V)>>,
 }
 
 impl<K, V> Default for TxState<K, V> {
@@ -32,7 +36,7 @@ impl<K: Hash + Eq + Clone, V: Clone> TxState<K, V> {
     }
 
     pub fn get(&self, k: &K) -> Option<&V> {
-        self.map.get(k)
+        self.map.get(k).map(|(_, v)| v)
     }
 
     fn remember(&mut self, k: &K) {
@@ -46,25 +50,35 @@ impl<K: Hash + Eq + Clone, V: Clone> TxState<K, V> {
         if self.map.contains_key(k) {
             self.remember(k);
         }
-        self.map.get_mut(k)
+        self.map.get_mut(k).map(|(_, v)| v)
     }
 
-    /// The value for `k`, inserting `default()` first when absent.
-    pub fn entry_or_insert_with(&mut self, k: K, default: impl FnOnce() -> V) -> &mut V {
+    /// The value for `k`, inserting `default()` owned by `partition` when absent.
+    pub fn entry_or_insert_with(
+        &mut self,
+        k: K,
+        partition: i32,
+        default: impl FnOnce() -> V,
+    ) -> &mut V {
         self.remember(&k);
-        self.map.entry(k).or_insert_with(default)
+        &mut self
+            .map
+            .entry(k)
+            .or_insert_with(|| (partition, default()))
+            .1
     }
 
-    pub fn insert(&mut self, k: K, v: V) {
+    /// Sets `k`, owned by input partition `partition`.
+    pub fn insert(&mut self, k: K, partition: i32, v: V) {
         self.remember(&k);
-        self.map.insert(k, v);
+        self.map.insert(k, (partition, v));
     }
 
     pub fn remove(&mut self, k: &K) -> Option<V> {
         if self.map.contains_key(k) {
             self.remember(k);
         }
-        self.map.remove(k)
+        self.map.remove(k).map(|(_, v)| v)
     }
 
     /// The transaction committed: the current values are final.
@@ -86,9 +100,11 @@ impl<K: Hash + Eq + Clone, V: Clone> TxState<K, V> {
         }
     }
 
-    /// Drops every key for which `keep` is false (e.g. keys of revoked partitions).
-    pub fn retain(&mut self, mut keep: impl FnMut(&K, &V) -> bool) {
-        self.map.retain(|k, v| keep(k, v));
+    /// Drops the keys owned by the given (topic, partition)s. Called on
+    /// revocation, between transactions, so there is nothing to roll back.
+    pub fn drop_partitions(&mut self, partitions: &[(String, i32)]) {
+        let gone: HashSet<i32> = partitions.iter().map(|(_, p)| *p).collect();
+        self.map.retain(|_, (p, _)| !gone.contains(p));
         self.undo.clear();
     }
 
@@ -108,14 +124,14 @@ mod tests {
     #[test]
     fn rollback_restores_state_before_the_transaction() {
         let mut s = TxState::new();
-        s.insert("a", 1);
-        s.insert("b", 2);
+        s.insert("a", 0, 1);
+        s.insert("b", 0, 2);
         s.commit();
-        s.insert("a", 10);
-        s.insert("a", 11);
+        s.insert("a", 0, 10);
+        s.insert("a", 0, 11);
         s.remove(&"b");
-        s.insert("c", 3);
-        *s.entry_or_insert_with("d", || 0) += 5;
+        s.insert("c", 0, 3);
+        *s.entry_or_insert_with("d", 0, || 0) += 5;
         s.rollback();
         assert_eq!(s.get(&"a"), Some(&1));
         assert_eq!(s.get(&"b"), Some(&2));
@@ -127,7 +143,7 @@ mod tests {
     #[test]
     fn commit_makes_changes_final() {
         let mut s = TxState::new();
-        s.insert("a", 1);
+        s.insert("a", 0, 1);
         s.commit();
         s.rollback();
         assert_eq!(s.get(&"a"), Some(&1));
@@ -137,5 +153,16 @@ mod tests {
         s.commit();
         s.rollback();
         assert_eq!(s.get(&"a"), Some(&2));
+    }
+
+    #[test]
+    fn revoked_partitions_lose_their_keys_only() {
+        let mut s = TxState::new();
+        s.insert("a", 1, 1);
+        s.insert("b", 2, 2);
+        s.commit();
+        s.drop_partitions(&[("t".into(), 1)]);
+        assert_eq!(s.get(&"a"), None);
+        assert_eq!(s.get(&"b"), Some(&2));
     }
 }

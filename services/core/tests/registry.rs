@@ -12,10 +12,7 @@ use axum::{Json, Router};
 use serde_json::{json, Value};
 
 use scimtrail_core::config::SchemaRegistryConfig;
-use scimtrail_core::schema::{
-    AuditAction, AuditEvent, AvroCodec, Framing, Outcome, Principal, Request, Resource, Source,
-    Target,
-};
+use scimtrail_core::schema::{AuditAction, AuditEvent, AvroCodec, Framing};
 
 #[derive(Clone, Default)]
 struct Registry {
@@ -73,41 +70,10 @@ fn start_registry() -> (String, Registry) {
 }
 
 fn event() -> AuditEvent {
-    AuditEvent {
-        event_id: "e1".into(),
-        event_time: 1,
-        ingest_time: 2,
-        action: AuditAction::Delete,
-        outcome: Outcome::Success,
-        principal: Principal {
-            id: "p".into(),
-            kind: "service".into(),
-        },
-        source: Source {
-            system: "okta".into(),
-            ip: None,
-            user_agent: None,
-        },
-        target: Target {
-            system: "gh".into(),
-            base_url: None,
-        },
-        resource: Resource {
-            kind: "User".into(),
-            id: Some("u1".into()),
-            external_id: None,
-            user_name: None,
-            display_name: None,
-        },
-        request: Request {
-            method: "DELETE".into(),
-            path: "/Users/u1".into(),
-            body: None,
-        },
-        response: None,
-        error: None,
-        correlation_id: Some("c".into()),
-    }
+    let mut e = scimtrail_core::schema::fixtures::audit_event("e1");
+    e.action = AuditAction::Delete;
+    e.correlation_id = Some("c".into());
+    e
 }
 
 #[test]

@@ -13,7 +13,7 @@
 //! raising duplicates. The alert id is derived from (rule, principal, window
 //! start), so a replay of the same input raises identical alerts.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 
 use prometheus::{IntCounter, IntCounterVec, IntGauge, Registry};
 use sha2::{Digest, Sha256};
@@ -37,7 +37,6 @@ struct Seen {
 
 #[derive(Debug, Clone, Default)]
 struct Window {
-    partition: i32,
     /// Sorted by event time.
     events: VecDeque<Seen>,
     newest: i64,
@@ -121,8 +120,7 @@ impl Burst {
             (self.window_ms, self.lateness_ms, self.threshold);
         let w = self
             .state
-            .entry_or_insert_with(principal.clone(), || Window {
-                partition,
+            .entry_or_insert_with(principal.clone(), partition, || Window {
                 newest: i64::MIN,
                 suppressed_until: i64::MIN,
                 ..Window::default()
@@ -277,8 +275,7 @@ impl Stage for Burst {
     }
 
     fn partitions_revoked(&mut self, partitions: &[(String, i32)]) {
-        let gone: HashMap<i32, ()> = partitions.iter().map(|(_, p)| (*p, ())).collect();
-        self.state.retain(|_, w| !gone.contains_key(&w.partition));
+        self.state.drop_partitions(partitions);
         self.principals.set(self.state.len() as i64);
     }
 }
@@ -286,9 +283,7 @@ impl Stage for Burst {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use scimtrail_core::schema::{
-        AuditAction, AuditEvent, Outcome, Principal, Request, Resource, Source, Target,
-    };
+    use scimtrail_core::schema::{fixtures, AuditAction};
 
     fn burst(threshold: u32, window_secs: u64) -> Burst {
         let cfg = DetectorConfig {
@@ -307,48 +302,11 @@ mod tests {
     }
 
     fn ev(id: &str, principal: &str, t_secs: f64, action: AuditAction) -> EnrichedAuditEvent {
-        EnrichedAuditEvent {
-            event: AuditEvent {
-                event_id: id.into(),
-                event_time: (t_secs * 1000.0) as i64,
-                ingest_time: 0,
-                action,
-                outcome: Outcome::Success,
-                principal: Principal {
-                    id: principal.into(),
-                    kind: "service".into(),
-                },
-                source: Source {
-                    system: "okta".into(),
-                    ip: None,
-                    user_agent: None,
-                },
-                target: Target {
-                    system: "gh".into(),
-                    base_url: None,
-                },
-                resource: Resource {
-                    kind: "User".into(),
-                    id: Some(id.into()),
-                    external_id: None,
-                    user_name: None,
-                    display_name: None,
-                },
-                request: Request {
-                    method: "PATCH".into(),
-                    path: "/Users/x".into(),
-                    body: None,
-                },
-                response: None,
-                error: None,
-                correlation_id: None,
-            },
-            enriched_time: 0,
-            changes: vec![],
-            partial: false,
-            before: None,
-            after: None,
-        }
+        let mut e = fixtures::audit_event(id);
+        e.event_time = (t_secs * 1000.0) as i64;
+        e.action = action;
+        e.principal.id = principal.into();
+        fixtures::enriched(e)
     }
 
     fn feed(b: &mut Burst, events: &[EnrichedAuditEvent]) -> Vec<Alert> {

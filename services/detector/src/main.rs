@@ -1,24 +1,12 @@
-use std::path::PathBuf;
-
-use clap::Parser;
-
-/// scimtrail-detector: real-time rules over the enriched audit stream.
-#[derive(Parser)]
-#[command(version)]
-struct Args {
-    /// TOML configuration file (also `SCIMTRAIL_CONFIG`); env vars `SCIMTRAIL__…` override it.
-    #[arg(long)]
-    config: Option<PathBuf>,
-    /// Validate the configuration and exit (0: valid) without connecting to anything.
-    #[arg(long)]
-    check_config: bool,
-}
+//! `scimtrail-detector`: raises alerts from real-time rules over the enriched audit stream. See the crate's `lib.rs`.
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let args = Args::parse();
-    if args.check_config {
-        return scimtrail_detector::check_config(args.config);
-    }
-    scimtrail_detector::run(args.config).await
+    scimtrail_core::app::service_main(
+        "scimtrail-detector",
+        "Raises alerts from real-time rules over the enriched audit stream.",
+        scimtrail_detector::check_config,
+        scimtrail_detector::run,
+    )
+    .await
 }

@@ -1,7 +1,5 @@
 //! `AuditEvent` → `EnrichedAuditEvent`: the enricher stage. Pure; no Kafka here.
 
-use std::collections::HashMap;
-
 use prometheus::{IntCounterVec, IntGauge, Registry};
 use serde_json::Value;
 
@@ -13,18 +11,12 @@ use scimtrail_core::state::TxState;
 use crate::config::EnricherConfig;
 use crate::diff::diff;
 
-/// Last known state of one resource and the partition that owns it.
-#[derive(Debug, Clone)]
-struct Known {
-    partition: i32,
-    resource: Value,
-}
-
 pub struct Enricher {
     config: EnricherConfig,
     codecs: Codecs,
     output_topic: String,
-    state: TxState<String, Known>,
+    /// Last known state of each resource, by resource key.
+    state: TxState<String, Value>,
     partial: IntCounterVec,
     resources: IntGauge,
     clock: fn() -> i64,
@@ -79,7 +71,7 @@ impl Enricher {
     /// Computes the enrichment of one event and advances the state.
     pub fn enrich(&mut self, event: AuditEvent, partition: i32) -> EnrichedAuditEvent {
         let key = event.partition_key();
-        let before = self.state.get(&key).map(|k| k.resource.clone());
+        let before = self.state.get(&key).cloned();
         let parse = |s: &Option<String>| {
             s.as_deref()
                 .and_then(|b| serde_json::from_str::<Value>(b).ok())
@@ -163,13 +155,7 @@ impl Enricher {
                 (AuditAction::Delete, _) => {
                     self.state.remove(&key);
                 }
-                (_, Some(a)) => self.state.insert(
-                    key,
-                    Known {
-                        partition,
-                        resource: a.clone(),
-                    },
-                ),
+                (_, Some(a)) => self.state.insert(key, partition, a.clone()),
                 // The state can no longer be trusted.
                 (_, None) => {
                     self.state.remove(&key);
@@ -272,8 +258,7 @@ impl Stage for Enricher {
     }
 
     fn partitions_revoked(&mut self, partitions: &[(String, i32)]) {
-        let gone: HashMap<i32, ()> = partitions.iter().map(|(_, p)| (*p, ())).collect();
-        self.state.retain(|_, k| !gone.contains_key(&k.partition));
+        self.state.drop_partitions(partitions);
         self.resources.set(self.state.len() as i64);
     }
 }
@@ -281,9 +266,7 @@ impl Stage for Enricher {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use scimtrail_core::schema::{
-        ChangeKind, Principal, Request, Resource, Response, Source, Target,
-    };
+    use scimtrail_core::schema::{fixtures, ChangeKind, Response};
     use serde_json::json;
 
     fn enricher() -> Enricher {
@@ -303,48 +286,19 @@ mod tests {
         req: Option<Value>,
         resp: Option<Value>,
     ) -> AuditEvent {
-        AuditEvent {
-            event_id: id.into(),
-            event_time: 1,
-            ingest_time: 2,
-            action,
-            outcome: if status < 300 {
-                Outcome::Success
-            } else {
-                Outcome::Failure
-            },
-            principal: Principal {
-                id: "p".into(),
-                kind: "service".into(),
-            },
-            source: Source {
-                system: "okta".into(),
-                ip: None,
-                user_agent: None,
-            },
-            target: Target {
-                system: "gh".into(),
-                base_url: None,
-            },
-            resource: Resource {
-                kind: "User".into(),
-                id: Some("u1".into()),
-                external_id: None,
-                user_name: None,
-                display_name: None,
-            },
-            request: Request {
-                method: "X".into(),
-                path: "/Users/u1".into(),
-                body: req.map(|v| v.to_string()),
-            },
-            response: Some(Response {
-                status,
-                body: resp.map(|v| v.to_string()),
-            }),
-            error: None,
-            correlation_id: None,
-        }
+        let mut e = fixtures::audit_event(id);
+        e.action = action;
+        e.outcome = if status < 300 {
+            Outcome::Success
+        } else {
+            Outcome::Failure
+        };
+        e.request.body = req.map(|v| v.to_string());
+        e.response = Some(Response {
+            status,
+            body: resp.map(|v| v.to_string()),
+        });
+        e
     }
 
     fn paths(e: &EnrichedAuditEvent) -> Vec<(String, ChangeKind)> {

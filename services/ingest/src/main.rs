@@ -1,24 +1,12 @@
-use std::path::PathBuf;
-
-use clap::Parser;
-
-/// scimtrail-ingest: validates captured SCIM exchanges and normalizes them into AuditEvents.
-#[derive(Parser)]
-#[command(version)]
-struct Args {
-    /// TOML configuration file (also `SCIMTRAIL_CONFIG`); env vars `SCIMTRAIL__…` override it.
-    #[arg(long)]
-    config: Option<PathBuf>,
-    /// Validate the configuration and exit (0: valid) without connecting to anything.
-    #[arg(long)]
-    check_config: bool,
-}
+//! `scimtrail-ingest`: validates captured SCIM exchanges and normalizes them into AuditEvents. See the crate's `lib.rs`.
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let args = Args::parse();
-    if args.check_config {
-        return scimtrail_ingest::check_config(args.config);
-    }
-    scimtrail_ingest::run(args.config).await
+    scimtrail_core::app::service_main(
+        "scimtrail-ingest",
+        "Validates captured SCIM exchanges and normalizes them into AuditEvents.",
+        scimtrail_ingest::check_config,
+        scimtrail_ingest::run,
+    )
+    .await
 }

@@ -137,16 +137,6 @@ fn parse_path(path: &str) -> Result<Addressed<'_>, Poison> {
     }
 }
 
-/// Resource type from the endpoint: the core types by their schema name,
-/// others by their endpoint name as is.
-fn resource_type(endpoint: &str) -> String {
-    match endpoint {
-        "Users" => "User".into(),
-        "Groups" => "Group".into(),
-        other => other.to_string(),
-    }
-}
-
 fn redact(v: &mut Value, names: &[String]) {
     match v {
         Value::Object(map) => {
@@ -357,7 +347,7 @@ pub fn normalize(
             base_url: raw.target.base_url,
         },
         resource: Resource {
-            kind: resource_type(addressed.endpoint),
+            kind: scimtrail_core::schema::raw::resource_type(addressed.endpoint).to_string(),
             id,
             external_id: pick("externalId"),
             user_name: pick("userName"),

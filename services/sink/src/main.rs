@@ -1,24 +1,12 @@
-use std::path::PathBuf;
-
-use clap::Parser;
-
-/// scimtrail-sink: delivers alerts to webhooks.
-#[derive(Parser)]
-#[command(version)]
-struct Args {
-    /// TOML configuration file (also `SCIMTRAIL_CONFIG`); env vars `SCIMTRAIL__…` override it.
-    #[arg(long)]
-    config: Option<PathBuf>,
-    /// Validate the configuration and exit (0: valid) without connecting to anything.
-    #[arg(long)]
-    check_config: bool,
-}
+//! `scimtrail-sink`: delivers alerts to webhooks, retrying until they are acknowledged. See the crate's `lib.rs`.
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let args = Args::parse();
-    if args.check_config {
-        return scimtrail_sink::check_config(args.config);
-    }
-    scimtrail_sink::run(args.config).await
+    scimtrail_core::app::service_main(
+        "scimtrail-sink",
+        "Delivers alerts to webhooks, retrying until they are acknowledged.",
+        scimtrail_sink::check_config,
+        scimtrail_sink::run,
+    )
+    .await
 }

@@ -1,0 +1,581 @@
+"""Tests of the Helm chart helm/scimtrail.
+
+They lint and render the chart with Helm (scripts/helm), check the rendered
+manifests, and run the real service binaries with `--check-config` on exactly the
+configuration file and environment each rendered workload would get, so a chart
+value that a service does not understand fails here rather than in a cluster.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import CHART, HELM_SCRIPT, NAMESPACE, REPO, pretty, values_files
+
+SERVICES = ("ingest", "enricher", "detector", "sink")
+TRANSACTIONAL = ("ingest", "enricher", "detector")
+ADMIN_PORT = 9100
+CONFIG_PATH = "/etc/scimtrail/config.toml"
+
+# Values exercising every secret reference at once, with the Secret created by the
+# chart (so secretKeyRefs resolve to real rendered data), plus pass-through
+# properties of every type and extra environment.
+ALL_SECRETS_CREATED = {
+    "config": {
+        "kafka": {
+            "brokers": "b-1.example.test:9096, b-2.example.test:9096",
+            "properties": {"socket.keepalive.enable": True, "client.id": "scimtrail"},
+            "consumer_properties": {"session.timeout.ms": 45000, "fetch.max.bytes": 1000000},
+            "producer_properties": {"linger.ms": 5, "compression.type": "zstd"},
+        },
+        "topics": {"settings": {"retention.ms": 604800000, "cleanup.policy": "delete"}},
+        "log": {"level": "debug", "format": "text"},
+        "detector": {"burst_severity": "medium"},
+        "enricher": {"include_snapshots": False, "ignored_attributes": ["meta", "lastLogin"]},
+    },
+    "kafkaSasl": {"enabled": True, "mechanism": "SCRAM-SHA-256", "usernameKey": "sasl-username"},
+    "kafkaTls": {"enabled": True, "clientCert": True, "keyPasswordKey": "tls-key-password"},
+    "schemaRegistryAuth": {"enabled": True},
+    "secrets": {
+        "create": True,
+        "kafkaSaslUsername": "svc-scimtrail",
+        "kafkaSaslPassword": "s3cr3t-sasl-password",
+        "kafkaTlsCa": "-----BEGIN CERTIFICATE-----\nCA\n-----END CERTIFICATE-----\n",
+        "kafkaTlsCert": "-----BEGIN CERTIFICATE-----\nCERT\n-----END CERTIFICATE-----\n",
+        "kafkaTlsKey": "-----BEGIN PRIVATE KEY-----\nKEY\n-----END PRIVATE KEY-----\n",
+        "kafkaTlsKeyPassword": "s3cr3t-key-password",
+        "webhooks": ["https://hooks.example.test/a", "http://receiver.alerts.svc:8088/x"],
+        "schemaRegistryUrl": "https://registry-user:s3cr3t-registry@registry.example.test:8081",
+    },
+    "extraEnv": [{"name": "RUST_BACKTRACE", "value": "1"}],
+    "sink": {"extraEnv": [{"name": "SCIMTRAIL__SINK__REQUEST_TIMEOUT_MS", "value": "5000"}]},
+    "ingest": {"autoscaling": {"enabled": True, "maxReplicas": 3}},
+}
+SECRET_STRINGS = [
+    "s3cr3t-sasl-password",
+    "s3cr3t-key-password",
+    "s3cr3t-registry",
+    "hooks.example.test",
+    "PRIVATE KEY",
+]
+
+SCHEMA_REGISTRY_URL = {
+    "config": {"schema_registry": {"url": "http://schema-registry.kafka.svc:8081"}},
+    "webhooks": {"existingSecret": "my-hooks", "key": "urls"},
+    "podAnnotations": {"example.com/team": "identity"},
+    "sink": {"podAnnotations": {"example.com/team": "soc"}},
+}
+
+# Dummy values for secretKeyRefs to Secrets the chart does not render.
+SECRET_DUMMIES = {
+    "SCIMTRAIL__SINK__WEBHOOKS": "https://hooks.example.test/x",
+    "SCIMTRAIL__SCHEMA_REGISTRY__URL": "https://user:password@registry.example.test:8081",
+}
+
+
+def scenarios():
+    """(id, kind, payload): kind "args" is a list of helm args, "values" a dict."""
+    yield "defaults", "args", []
+    for f in values_files():
+        yield f"values/{f.name}", "args", ["-f", str(f)]
+    yield "all-secrets-created", "values", ALL_SECRETS_CREATED
+    yield "schema-registry-url", "values", SCHEMA_REGISTRY_URL
+
+
+SCENARIOS = list(scenarios())
+SCENARIO_IDS = [s[0] for s in SCENARIOS]
+
+
+def args_of(helm, scenario) -> list[str]:
+    name, kind, payload = scenario
+    if kind == "args":
+        return list(payload)
+    if name not in helm.scenario_files:
+        helm.scenario_files[name] = helm.values_file(payload)
+    return ["-f", helm.scenario_files[name]]
+
+
+# --------------------------------------------------------------- helpers
+
+
+def by_kind(docs, kind):
+    return [d for d in docs if d["kind"] == kind]
+
+
+def workloads(docs):
+    return [d for d in docs if d["kind"] in ("StatefulSet", "Deployment")]
+
+
+def component(doc) -> str:
+    return doc["metadata"]["labels"]["app.kubernetes.io/component"]
+
+
+def config_map(docs) -> dict:
+    cms = by_kind(docs, "ConfigMap")
+    assert len(cms) == 1, "exactly one ConfigMap"
+    return cms[0]
+
+
+def config_toml(docs) -> str:
+    return config_map(docs)["data"]["config.toml"]
+
+
+def container(workload) -> dict:
+    cs = workload["spec"]["template"]["spec"]["containers"]
+    assert len(cs) == 1, f"{workload['metadata']['name']}: one container"
+    return cs[0]
+
+
+def container_port(c, port):
+    if isinstance(port, int):
+        return port
+    for p in c.get("ports", []):
+        if p["name"] == port:
+            return p["containerPort"]
+    raise AssertionError(f"{c['name']}: no container port named {port!r}")
+
+
+def secret_data(docs) -> dict[str, dict[str, str]]:
+    out = {}
+    for s in by_kind(docs, "Secret"):
+        data = {k: base64.b64decode(v).decode() for k, v in (s.get("data") or {}).items()}
+        data.update(s.get("stringData") or {})
+        out[s["metadata"]["name"]] = data
+    return out
+
+
+def pod_name(workload) -> str:
+    name = workload["metadata"]["name"]
+    return f"{name}-0" if workload["kind"] == "StatefulSet" else f"{name}-5d8f7c9b6-x2x7q"
+
+
+def resolve_env(workload, docs) -> dict[str, str]:
+    """The container's environment as the kubelet would build it, with Secrets the
+    chart does not render replaced by dummies."""
+    c = container(workload)
+    assert not c.get("envFrom"), "envFrom would hide what the service gets"
+    secrets = secret_data(docs)
+    cm = config_map(docs)
+    env = {}
+    for e in c.get("env", []):
+        name = e["name"]
+        assert name not in env, f"{workload['metadata']['name']}: env {name} set twice"
+        if "value" in e:
+            env[name] = str(e["value"])
+            continue
+        src = e["valueFrom"]
+        if "fieldRef" in src:
+            path = src["fieldRef"]["fieldPath"]
+            assert path == "metadata.name", f"unexpected fieldRef {path}"
+            env[name] = pod_name(workload)
+        elif "secretKeyRef" in src:
+            ref = src["secretKeyRef"]
+            if ref["name"] in secrets:
+                assert ref["key"] in secrets[ref["name"]], f"{name}: key {ref['key']} not in rendered Secret {ref['name']}"
+                env[name] = secrets[ref["name"]][ref["key"]]
+            else:
+                env[name] = SECRET_DUMMIES.get(name, "dummy-secret-value")
+        elif "configMapKeyRef" in src:
+            env[name] = cm["data"][src["configMapKeyRef"]["key"]]
+        else:
+            raise AssertionError(f"{name}: unsupported valueFrom {src}")
+    return env
+
+
+# ------------------------------------------------------------------ lint
+
+
+@pytest.mark.parametrize("values", [None, *values_files()], ids=lambda v: "defaults" if v is None else v.name)
+def test_lint_strict(helm, values):
+    args = [str(HELM_SCRIPT), "lint", "--strict", "helm/scimtrail"]
+    if values is not None:
+        args += ["-f", str(values.relative_to(REPO))]
+    proc = subprocess.run(args, cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "0 chart(s) failed" in proc.stdout
+
+
+def test_values_files_exist():
+    names = {f.name for f in values_files()}
+    assert {"minimal.yaml", "production.yaml"} <= names
+
+
+# ----------------------------------------------------- workload structure
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS, ids=SCENARIO_IDS)
+def test_workloads(helm, scenario):
+    docs = helm.template(*args_of(helm, scenario))
+    wls = workloads(docs)
+    assert sorted(component(w) for w in wls) == sorted(SERVICES)
+    for w in wls:
+        name = w["metadata"]["name"]
+        svc = component(w)
+        pod = w["spec"]["template"]["spec"]
+        c = container(w)
+
+        # Transactional services need stable pod names: StatefulSets.
+        if svc in TRANSACTIONAL:
+            assert w["kind"] == "StatefulSet", name
+            assert w["spec"]["podManagementPolicy"] == "Parallel", name
+            headless = [
+                s for s in by_kind(docs, "Service") if s["metadata"]["name"] == w["spec"]["serviceName"]
+            ]
+            assert len(headless) == 1, f"{name}: governing Service {w['spec']['serviceName']} not rendered"
+            assert headless[0]["spec"]["clusterIP"] == "None"
+            assert headless[0]["spec"]["selector"] == w["spec"]["selector"]["matchLabels"]
+        else:
+            assert w["kind"] == "Deployment", name
+        instance = [e for e in c["env"] if e["name"] == "SCIMTRAIL__KAFKA__INSTANCE_ID"]
+        assert instance and instance[0].get("valueFrom", {}).get("fieldRef", {}).get("fieldPath") == "metadata.name", name
+
+        assert c["command"] == [f"/usr/local/bin/scimtrail-{svc}"], name
+        assert {e["name"]: e.get("value") for e in c["env"]}["SCIMTRAIL__ADMIN__LISTEN"] == f"0.0.0.0:{ADMIN_PORT}"
+
+        # Security contexts.
+        psc = pod["securityContext"]
+        assert psc["runAsNonRoot"] is True and psc["runAsUser"] == 10001, name
+        assert psc["seccompProfile"] == {"type": "RuntimeDefault"}, name
+        csc = c["securityContext"]
+        assert csc["runAsNonRoot"] is True and csc["runAsUser"] == 10001, name
+        assert csc["readOnlyRootFilesystem"] is True, name
+        assert csc["allowPrivilegeEscalation"] is False, name
+        assert csc["capabilities"]["drop"] == ["ALL"], name
+        assert csc["seccompProfile"] == {"type": "RuntimeDefault"}, name
+        assert pod["automountServiceAccountToken"] is False, name
+        assert pod["enableServiceLinks"] is False, name
+
+        # Probes on the admin port.
+        for probe, path in (("livenessProbe", "/healthz"), ("readinessProbe", "/readyz")):
+            get = c[probe]["httpGet"]
+            assert get["path"] == path, f"{name} {probe}"
+            assert container_port(c, get["port"]) == ADMIN_PORT, f"{name} {probe}"
+        assert container_port(c, "admin") == ADMIN_PORT
+
+        # Resources, shutdown, scheduling, scratch space.
+        for kind in ("requests", "limits"):
+            assert c["resources"][kind].get("cpu") and c["resources"][kind].get("memory"), f"{name} {kind}"
+        assert pod["terminationGracePeriodSeconds"] > 30, name
+        assert pod["affinity"]["podAntiAffinity"]["preferredDuringSchedulingIgnoredDuringExecution"], name
+        assert pod["topologySpreadConstraints"], name
+        mounts = {m["mountPath"]: m for m in c["volumeMounts"]}
+        vols = {v["name"]: v for v in pod["volumes"]}
+        assert "emptyDir" in vols[mounts["/tmp"]["name"]], name
+        # The config file is the ConfigMap's config.toml, where SCIMTRAIL_CONFIG says.
+        cfg = mounts[CONFIG_PATH]
+        assert cfg["subPath"] == "config.toml" and cfg.get("readOnly") is True
+        assert vols[cfg["name"]]["configMap"]["name"] == config_map(docs)["metadata"]["name"]
+        assert {e["name"]: e.get("value") for e in c["env"]}["SCIMTRAIL_CONFIG"] == CONFIG_PATH
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS, ids=SCENARIO_IDS)
+def test_checksum_annotation_is_sha256_of_config(helm, scenario):
+    docs = helm.template(*args_of(helm, scenario))
+    want = hashlib.sha256(config_toml(docs).encode()).hexdigest()
+    for w in workloads(docs):
+        got = w["spec"]["template"]["metadata"]["annotations"]["checksum/config"]
+        assert got == want, w["metadata"]["name"]
+
+
+def test_checksum_follows_config_changes_only(helm):
+    base = helm.template()
+    changed = helm.template("--set", "config.detector.burst_threshold=50")
+    scaled = helm.template("--set", "ingest.replicas=5")
+
+    def sums(docs):
+        return {w["metadata"]["name"]: w["spec"]["template"]["metadata"]["annotations"]["checksum/config"] for w in workloads(docs)}
+
+    assert "burst_threshold = 50" in config_toml(changed)
+    new = hashlib.sha256(config_toml(changed).encode()).hexdigest()
+    assert set(sums(changed).values()) == {new}
+    assert set(sums(base).values()).isdisjoint(sums(changed).values()), "a config change must roll every pod"
+    assert sums(scaled) == sums(base), "a non-config change must not change the checksum"
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS, ids=SCENARIO_IDS)
+def test_secrets_only_when_created_and_never_in_config(helm, scenario):
+    docs = helm.template(*args_of(helm, scenario))
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
+    args = args_of(helm, scenario)
+    for f in args[1::2]:
+        values.setdefault("secrets", {}).update((yaml.safe_load(Path(f).read_text()) or {}).get("secrets", {}))
+    secrets = by_kind(docs, "Secret")
+    if values["secrets"].get("create"):
+        assert len(secrets) == 1
+        assert secrets[0]["metadata"]["name"].endswith("-credentials")
+    else:
+        assert secrets == [], "no Secret may be rendered unless secrets.create"
+    toml = config_toml(docs)
+    for s in SECRET_STRINGS + [str(u) for u in values["secrets"].get("webhooks") or []]:
+        assert s not in toml, f"secret value {s!r} leaked into the ConfigMap"
+
+
+def test_secret_volumes_use_rendered_keys(helm):
+    docs = helm.template(*args_of(helm, SCENARIOS[SCENARIO_IDS.index("all-secrets-created")]))
+    data = secret_data(docs)
+    toml = config_toml(docs)
+    for w in workloads(docs):
+        c = container(w)
+        vols = {v["name"]: v for v in w["spec"]["template"]["spec"]["volumes"]}
+        tls = vols["kafka-tls"]["secret"]
+        mount = next(m for m in c["volumeMounts"] if m["name"] == "kafka-tls")["mountPath"]
+        paths = {}
+        for item in tls["items"]:
+            assert item["key"] in data[tls["secretName"]], item
+            paths[item["path"]] = f"{mount}/{item['path']}"
+        for prop, path in (("ssl.ca.location", "ca.crt"), ("ssl.certificate.location", "tls.crt"), ("ssl.key.location", "tls.key")):
+            assert f'"{prop}" = "{paths[path]}"' in toml
+    assert '"security.protocol" = "SASL_SSL"' in toml
+    assert '"sasl.mechanism" = "SCRAM-SHA-256"' in toml
+
+
+# ------------------------------------------- the services accept their config
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS, ids=SCENARIO_IDS)
+def test_services_accept_rendered_config_and_env(helm, bin_dir, scenario, tmp_path):
+    """Runs each service's real binary with --check-config on exactly the rendered
+    config.toml and the workload's environment (secrets resolved)."""
+    docs = helm.template(*args_of(helm, scenario))
+    cfg = tmp_path / "config.toml"
+    cfg.write_text(config_toml(docs))
+    for w in workloads(docs):
+        svc = component(w)
+        env = resolve_env(w, docs)
+        assert env["SCIMTRAIL_CONFIG"] == CONFIG_PATH
+        env["SCIMTRAIL_CONFIG"] = str(cfg)  # where the ConfigMap is "mounted" here
+        binary = bin_dir / f"scimtrail-{svc}"
+        proc = subprocess.run(
+            [str(binary), "--check-config", "--config", str(cfg)],
+            env={**env, "PATH": "/usr/local/bin:/usr/bin:/bin"},
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        assert proc.returncode == 0, (
+            f"scimtrail-{svc} rejects what the chart gives it ({scenario[0]}):\n"
+            f"{proc.stderr}{proc.stdout}\n--- env ---\n{pretty(env)}\n--- config.toml ---\n{cfg.read_text()}"
+        )
+        assert f"scimtrail-{svc}: configuration ok" in proc.stdout
+
+
+def test_check_config_really_checks(helm, bin_dir, tmp_path):
+    """The binaries reject an unknown key and a bad value, naming them: the test
+    above would prove nothing otherwise."""
+    docs = helm.template()
+    cfg = tmp_path / "config.toml"
+    w = next(w for w in workloads(docs) if component(w) == "detector")
+    env = resolve_env(w, docs)
+    for extra, key in (
+        ({"SCIMTRAIL__KAFKA__BROKRES": "x:1"}, "brokres"),
+        ({"SCIMTRAIL__DETECTOR__BURST_SEVERITY": "urgent"}, "detector.burst_severity"),
+    ):
+        cfg.write_text(config_toml(docs))
+        proc = subprocess.run(
+            [str(bin_dir / "scimtrail-detector"), "--check-config", "--config", str(cfg)],
+            env={**env, **extra, "SCIMTRAIL_CONFIG": str(cfg), "PATH": "/usr/bin:/bin"},
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        assert proc.returncode != 0, f"{extra} accepted"
+        assert key in proc.stderr + proc.stdout
+
+
+# ------------------------------------------------------------ bad values
+
+
+@pytest.mark.parametrize(
+    "setting,named",
+    [
+        ("config.detector.burst_severity=urgent", "/config/detector/burst_severity"),
+        ("ingest.replicas=-1", "/ingest/replicas"),
+        ("config.log.format=xml", "/config/log/format"),
+        ("config.log.level=loud", "/config/log/level"),
+        ("image.pullPolicy=Sometimes", "/image/pullPolicy"),
+        ("config.kafka.brokers=", "/config/kafka/brokers"),
+        ("config.kafka.brokers=null", "brokers"),
+        ("config.topics.partitions=0", "/config/topics/partitions"),
+        ("config.detector.burst_treshold=3", "burst_treshold"),
+        ("config.detector.burst_window_secs=999999", "/config/detector/burst_window_secs"),
+        ("config.ingest.max_record_bytes=10", "/config/ingest/max_record_bytes"),
+        ("config.schema_registry.url=ftp://x", "/config/schema_registry/url"),
+        ("config.topics.alerts=bad topic", "/config/topics/alerts"),
+        ("sink.terminationGracePeriodSeconds=20", "/sink/terminationGracePeriodSeconds"),
+        ("enricher.resources.limits.memory=lots", "/enricher/resources/limits/memory"),
+        ("config.sink.max_backoff_ms=100", "config.sink.max_backoff_ms"),
+        ("config.topics.alerts=audit.events.v1", "config.topics"),
+        ("kafkaSasl.enabled=true", "kafkaSasl.existingSecret"),
+        ("kafkaTls.enabled=true", "kafkaTls.existingSecret"),
+        ("webhooks.existingSecret=", "webhooks.existingSecret"),
+        ("secrets.create=true", "secrets.webhooks"),
+        ("unknownTopLevel=1", "unknownTopLevel"),
+    ],
+)
+def test_bad_values_fail_naming_the_key(helm, setting, named):
+    proc = helm.template_raw("--set", setting)
+    assert proc.returncode != 0, f"--set {setting} rendered"
+    assert named in proc.stderr, proc.stderr
+
+
+def test_kafka_properties_must_be_flat(helm):
+    proc = helm.template_raw("--set", "config.kafka.properties.security.protocol=SSL")
+    assert proc.returncode != 0
+    assert "/config/kafka/properties/security" in proc.stderr, proc.stderr
+    ok = helm.template("--set", "config.kafka.properties.security\\.protocol=SSL")
+    assert '"security.protocol" = "SSL"' in config_toml(ok)
+
+
+# ----------------------------------------------------- other resources
+
+
+def test_services_serviceaccount_pdb(helm):
+    docs = helm.template()
+    svcs = {s["metadata"]["name"]: s for s in by_kind(docs, "Service")}
+    for w in workloads(docs):
+        s = svcs[w["metadata"]["name"]]
+        assert s["spec"]["selector"] == w["spec"]["selector"]["matchLabels"]
+        assert [(p["name"], p["port"]) for p in s["spec"]["ports"]] == [("admin", ADMIN_PORT)]
+    (sa,) = by_kind(docs, "ServiceAccount")
+    assert sa["automountServiceAccountToken"] is False
+    assert all(w["spec"]["template"]["spec"]["serviceAccountName"] == sa["metadata"]["name"] for w in workloads(docs))
+    pdbs = by_kind(docs, "PodDisruptionBudget")
+    assert sorted(p["metadata"]["labels"]["app.kubernetes.io/component"] for p in pdbs) == sorted(SERVICES)
+    assert all(p["spec"]["maxUnavailable"] == 1 for p in pdbs)
+    for kind in ("HorizontalPodAutoscaler", "NetworkPolicy", "ServiceMonitor", "PrometheusRule", "Ingress"):
+        assert by_kind(docs, kind) == [], f"{kind} must be off by default"
+
+
+def test_image_defaults_to_app_version(helm):
+    chart = yaml.safe_load((CHART / "Chart.yaml").read_text())
+    assert chart["apiVersion"] == "v2" and chart["version"] == "0.1.0" and chart["appVersion"] == "0.1.0"
+    for w in workloads(helm.template()):
+        assert container(w)["image"] == f"ghcr.io/scimtrail/scimtrail:{chart['appVersion']}"
+    for w in workloads(helm.template("--set", "image.tag=1.2.3", "--set", "image.repository=registry.example/st")):
+        assert container(w)["image"] == "registry.example/st:1.2.3"
+
+
+def test_autoscaling_drops_replicas_and_targets_the_workload(helm):
+    docs = helm.template("--set", "ingest.autoscaling.enabled=true", "--set", "sink.autoscaling.enabled=true")
+    hpas = {h["spec"]["scaleTargetRef"]["name"]: h for h in by_kind(docs, "HorizontalPodAutoscaler")}
+    for w in workloads(docs):
+        name = w["metadata"]["name"]
+        if component(w) in ("ingest", "sink"):
+            assert "replicas" not in w["spec"], name
+            assert hpas[name]["spec"]["scaleTargetRef"]["kind"] == w["kind"]
+        else:
+            assert name not in hpas and w["spec"]["replicas"] == 2
+
+
+def test_disabled_service_renders_nothing(helm):
+    docs = helm.template("--set", "detector.enabled=false", "--set", "networkPolicy.enabled=true")
+    assert not [d for d in docs if d["metadata"].get("labels", {}).get("app.kubernetes.io/component") == "detector"]
+    assert "[detector]" in config_toml(docs)  # harmless: a shared file
+
+
+def test_sink_disabled_needs_no_webhooks(helm):
+    docs = helm.template("--set", "sink.enabled=false", "--set", "webhooks.existingSecret=")
+    assert "sink" not in [component(w) for w in workloads(docs)]
+
+
+def test_servicemonitor_scrapes_each_pod_once(helm):
+    docs = helm.template("--set", "monitoring.serviceMonitor.enabled=true")
+    (sm,) = by_kind(docs, "ServiceMonitor")
+    sel = sm["spec"]["selector"]["matchLabels"]
+    matched = [s for s in by_kind(docs, "Service") if sel.items() <= s["metadata"]["labels"].items()]
+    assert sorted(s["metadata"]["labels"]["app.kubernetes.io/component"] for s in matched) == sorted(SERVICES)
+    assert all(s["spec"].get("clusterIP") != "None" for s in matched), "headless Services would double-scrape"
+    (ep,) = sm["spec"]["endpoints"]
+    assert ep["port"] == "admin" and ep["path"] == "/metrics"
+
+
+def test_prometheusrule_renders_the_rules_file(helm):
+    docs = helm.template("--set", "monitoring.prometheusRule.enabled=true")
+    (rule,) = by_kind(docs, "PrometheusRule")
+    assert rule["apiVersion"] == "monitoring.coreos.com/v1"
+    rules_file = yaml.safe_load((CHART / "files" / "prometheus-rules.yaml").read_text())
+    assert rule["spec"]["groups"] == rules_file["groups"]
+    alerts = [r.get("alert") for g in rule["spec"]["groups"] for r in g["rules"]]
+    assert alerts and all(alerts), "every rule is an alert with a name"
+
+
+def test_networkpolicy_allows_only_what_is_needed(helm):
+    prod = next(f for f in values_files() if f.name == "production.yaml")
+    docs = helm.template("-f", str(prod))
+    nps = {n["metadata"]["labels"]["app.kubernetes.io/component"]: n for n in by_kind(docs, "NetworkPolicy")}
+    assert sorted(nps) == sorted(SERVICES)
+    for svc, np in nps.items():
+        assert np["spec"]["policyTypes"] == ["Ingress", "Egress"]
+        for rule in np["spec"]["ingress"]:
+            assert [p["port"] for p in rule["ports"]] == ["admin"], svc
+            assert rule["from"], svc
+        ports = {p["port"] for rule in np["spec"]["egress"] for p in rule["ports"]}
+        want = {53, 9093, 8081} | ({443} if svc == "sink" else set())
+        assert ports == want, f"{svc}: egress ports {ports}"
+        assert all(rule.get("to") for rule in np["spec"]["egress"]), f"{svc}: production egress has destinations"
+
+
+def test_render_is_deterministic(helm):
+    a = helm.run("template", "x", str(CHART), "-f", str(values_files()[-1])).stdout
+    b = helm.run("template", "x", str(CHART), "-f", str(values_files()[-1])).stdout
+    assert a == b and a
+
+
+# -------------------------------------------------------- documentation
+
+
+def leaf_keys(d, prefix=""):
+    """Dotted keys of values.yaml; maps that are empty or free-form are leaves."""
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict) and v and key not in FREE_FORM:
+            yield from leaf_keys(v, key + ".")
+        else:
+            yield key
+
+
+FREE_FORM = {
+    "config.kafka.properties",
+    "config.kafka.consumer_properties",
+    "config.kafka.producer_properties",
+    "config.topics.settings",
+    "podSecurityContext",
+    "containerSecurityContext",
+    "networkPolicy.ingress.namespaceSelector",
+    "networkPolicy.egress.dns.namespaceSelector",
+    "networkPolicy.egress.dns.podSelector",
+} | {f"{s}.{k}" for s in SERVICES for k in ("resources", "startupProbe", "livenessProbe", "readinessProbe")}
+
+
+def test_readme_documents_every_value():
+    readme = (CHART / "README.md").read_text()
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
+    documented = set(re.findall(r"^\| `([^`]+)` \|", readme, re.M))
+    missing = []
+    for key in leaf_keys(values):
+        generic = re.sub(r"^(ingest|enricher|detector|sink)\.", "<service>.", key)
+        if key not in documented and generic not in documented:
+            missing.append(key)
+    assert not missing, f"README.md lacks rows for: {missing}"
+    schema_props = yaml.safe_load((CHART / "values.schema.json").read_text())["properties"]
+    assert set(values) <= set(schema_props)
+
+
+def test_scripts_helm_passes_shellcheck():
+    if not shutil.which("shellcheck"):
+        pytest.skip("shellcheck not installed")
+    proc = subprocess.run(["shellcheck", str(HELM_SCRIPT)], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout
+
+
+def test_namespace_is_the_release_namespace(helm):
+    for d in helm.template():
+        assert d["metadata"].get("namespace") == NAMESPACE, d["metadata"]["name"]
