@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import os
 import re
 import shutil
 import subprocess
@@ -355,7 +356,7 @@ def test_services_accept_rendered_config_and_env(helm, bin_dir, scenario, tmp_pa
         binary = bin_dir / f"scimtrail-{svc}"
         proc = subprocess.run(
             [str(binary), "--check-config", "--config", str(cfg)],
-            env={**env, "PATH": "/usr/local/bin:/usr/bin:/bin"},
+            env={**env, "PATH": os.environ.get("PATH", "/usr/bin:/bin")},
             capture_output=True,
             text=True,
             timeout=30,
@@ -381,7 +382,7 @@ def test_check_config_really_checks(helm, bin_dir, tmp_path):
         cfg.write_text(config_toml(docs))
         proc = subprocess.run(
             [str(bin_dir / "scimtrail-detector"), "--check-config", "--config", str(cfg)],
-            env={**env, **extra, "SCIMTRAIL_CONFIG": str(cfg), "PATH": "/usr/bin:/bin"},
+            env={**env, **extra, "SCIMTRAIL_CONFIG": str(cfg), "PATH": os.environ.get("PATH", "/usr/bin:/bin")},
             capture_output=True,
             text=True,
             timeout=30,
@@ -418,6 +419,10 @@ def test_check_config_really_checks(helm, bin_dir, tmp_path):
         ("webhooks.existingSecret=", "webhooks.existingSecret"),
         ("secrets.create=true", "secrets.webhooks"),
         ("unknownTopLevel=1", "unknownTopLevel"),
+        ("detector.autoscaling.enabled=true,detector.autoscaling.minReplicas=5", "detector.autoscaling.minReplicas"),
+        ("config.kafka.properties.sasl\\.password=x", "config.kafka.properties.sasl.password"),
+        ("config.kafka.producer_properties.ssl\\.key\\.password=x", "config.kafka.producer_properties.ssl.key.password"),
+        ("config.schema_registry.url=https://user:pw@registry:8081", "config.schema_registry.url"),
     ],
 )
 def test_bad_values_fail_naming_the_key(helm, setting, named):
@@ -481,6 +486,23 @@ def test_disabled_service_renders_nothing(helm):
     assert "[detector]" in config_toml(docs)  # harmless: a shared file
 
 
+def test_extra_env_and_pod_metadata_merge(helm):
+    docs = helm.template(
+        "--set", "extraEnv[0].name=RUST_LOG", "--set", "extraEnv[0].value=info",
+        "--set", "sink.extraEnv[0].name=RUST_LOG", "--set", "sink.extraEnv[0].value=debug",
+        "--set", "podAnnotations.team=identity", "--set", "sink.podAnnotations.team=soc",
+        "--set", "tolerations[0].key=dedicated", "--set", "tolerations[0].operator=Exists",
+    )
+    for w in workloads(docs):
+        env = [e for e in container(w)["env"] if e["name"] == "RUST_LOG"]
+        want = "debug" if component(w) == "sink" else "info"
+        assert [e["value"] for e in env] == [want], w["metadata"]["name"]
+        ann = w["spec"]["template"]["metadata"]["annotations"]
+        assert ann["team"] == ("soc" if component(w) == "sink" else "identity")
+        assert "checksum/config" in ann
+        assert w["spec"]["template"]["spec"]["tolerations"] == [{"key": "dedicated", "operator": "Exists"}]
+
+
 def test_sink_disabled_needs_no_webhooks(helm):
     docs = helm.template("--set", "sink.enabled=false", "--set", "webhooks.existingSecret=")
     assert "sink" not in [component(w) for w in workloads(docs)]
@@ -505,6 +527,14 @@ def test_prometheusrule_renders_the_rules_file(helm):
     assert rule["spec"]["groups"] == rules_file["groups"]
     alerts = [r.get("alert") for g in rule["spec"]["groups"] for r in g["rules"]]
     assert alerts and all(alerts), "every rule is an alert with a name"
+
+
+def test_chart_ships_the_same_alert_rules_as_deploy():
+    # The chart cannot read files outside itself, so it keeps a copy of
+    # deploy/prometheus/rules.yaml (the file promtool tests); the copy must not drift.
+    shipped = (CHART / "files" / "prometheus-rules.yaml").read_text()
+    source = (CHART.parent.parent / "deploy" / "prometheus" / "rules.yaml").read_text()
+    assert shipped == source, "cp deploy/prometheus/rules.yaml helm/scimtrail/files/prometheus-rules.yaml"
 
 
 def test_networkpolicy_allows_only_what_is_needed(helm):

@@ -44,9 +44,7 @@ pub async fn run(args: ReceiveArgs) -> anyhow::Result<()> {
     eprintln!("receive: listening on http://{}", listener.local_addr()?);
     let app = Router::new().fallback(handle);
     axum::serve(listener, app)
-        .with_graceful_shutdown(async {
-            let _ = tokio::signal::ctrl_c().await;
-        })
+        .with_graceful_shutdown(scimtrail_core::shutdown::on_signal().cancelled_owned())
         .await?;
     Ok(())
 }

@@ -89,7 +89,9 @@ pub async fn run(common: &CommonConfig, args: GenArgs) -> anyhow::Result<()> {
     let mut burst_done = args.burst_principal.is_none();
     let mut next_at = Instant::now();
     let mut pending = Vec::new();
-    loop {
+    // SIGTERM/SIGINT stop the traffic after what was sent is acknowledged.
+    let stop = scimtrail_core::shutdown::on_signal();
+    while !stop.is_cancelled() {
         if args.count > 0 && sent >= args.count && burst_done {
             break;
         }
@@ -127,7 +129,10 @@ pub async fn run(common: &CommonConfig, args: GenArgs) -> anyhow::Result<()> {
             confirm(&mut pending).await?;
         }
         if !wait.is_zero() {
-            tokio::time::sleep(wait).await;
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                _ = stop.cancelled() => {}
+            }
         }
     }
     confirm(&mut pending).await?;

@@ -123,3 +123,25 @@ fn confluent_framing_registers_and_resolves_evolved_writer_schemas() {
     let err = codec.decode(&[0, 0, 0, 0, 9, 0]).expect_err("unknown id");
     assert!(err.to_string().contains("schema registry"), "{err}");
 }
+
+#[test]
+fn registry_credentials_never_appear_in_errors() {
+    // Nothing listens on port 9: every call fails, and says where it went.
+    let framing = Framing::from_config(&SchemaRegistryConfig {
+        url: Some("http://scimtrail:s3cret@127.0.0.1:9".into()),
+    })
+    .expect("framing");
+    let err = AvroCodec::<AuditEvent>::with_framing(
+        scimtrail_core::schema::AUDIT_EVENT_AVSC,
+        framing,
+        "audit.events.v1-value",
+    )
+    .err()
+    .expect("registry unreachable");
+    let text = err.to_string();
+    assert!(text.contains("127.0.0.1:9"), "{text}");
+    assert!(
+        !text.contains("s3cret") && !text.contains("scimtrail:"),
+        "{text}"
+    );
+}

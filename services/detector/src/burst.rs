@@ -4,14 +4,15 @@
 //! Reads the by-principal repartition topic, so all of a principal's events are
 //! on one partition and its window is local. For each principal the stage keeps
 //! the event times of the last T seconds (plus the allowed lateness), in event
-//! time order. When an event arrives, the events in `(newest − T, newest]` are
-//! counted (`newest`: the principal's latest event time, so arrival order does
-//! not change the count); when the count exceeds N the alert fires on that
-//! event — not at window end.
-//! Its window starts at the earliest counted event, and further events of that
-//! principal before the window's end are counted as suppressed instead of
-//! raising duplicates. The alert id is derived from (rule, principal, window
-//! start), so a replay of the same input raises identical alerts.
+//! time order. When an event arrives, the events in `(newest − T, newest]` that
+//! no earlier alert has counted are counted (`newest`: the principal's latest
+//! event time, so arrival order does not change the count); when the count
+//! exceeds N the alert fires on that event — not at window end. Its window
+//! starts at the earliest counted event; crossings before that window's end are
+//! counted as suppressed instead of raising duplicates, and since counted events
+//! are not counted again, one burst raises one alert however long the window
+//! takes to slide past it. The alert id is derived from (rule, principal,
+//! window start), so a replay of the same input raises identical alerts.
 
 use std::collections::{BTreeMap, VecDeque};
 
@@ -33,6 +34,8 @@ struct Seen {
     event_id: String,
     target: String,
     action: &'static str,
+    /// Counted by an alert already.
+    alerted: bool,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -138,6 +141,7 @@ impl Burst {
                 event_id: e.event.event_id.clone(),
                 target: e.event.target.system.clone(),
                 action: e.event.action.as_str(),
+                alerted: false,
             },
         );
         let horizon = w.newest - window_ms - lateness_ms;
@@ -151,7 +155,7 @@ impl Burst {
         let counted: Vec<&Seen> = w
             .events
             .iter()
-            .filter(|s| s.time > end - window_ms)
+            .filter(|s| s.time > end - window_ms && !s.alerted)
             .collect();
         if counted.len() <= threshold {
             return None;
@@ -199,6 +203,11 @@ impl Burst {
             principal: Some(principal),
             labels: BTreeMap::new(),
         };
+        for seen in w.events.iter_mut() {
+            if seen.time > end - window_ms {
+                seen.alerted = true;
+            }
+        }
         self.fired
             .with_label_values(&[RULE_ID, severity_label(self.severity)])
             .inc();
@@ -361,6 +370,26 @@ mod tests {
         let alerts = feed(&mut b, &evs);
         assert_eq!(alerts.len(), 2);
         assert_ne!(alerts[0].alert_id, alerts[1].alert_id);
+    }
+
+    #[test]
+    fn a_burst_is_not_alerted_again_as_the_window_slides_past_it() {
+        let mut b = burst(20, 60);
+        // 30 changes in 15 s, then ordinary traffic every 5 s for five minutes.
+        let mut evs: Vec<_> = (0..30)
+            .map(|i| ev(&format!("b{i}"), "p", i as f64 * 0.5, AuditAction::Delete))
+            .collect();
+        evs.extend((0..60).map(|i| {
+            ev(
+                &format!("n{i}"),
+                "p",
+                20.0 + i as f64 * 5.0,
+                AuditAction::Patch,
+            )
+        }));
+        let alerts = feed(&mut b, &evs);
+        assert_eq!(alerts.len(), 1, "{alerts:#?}");
+        assert_eq!(alerts[0].count, 21);
     }
 
     #[test]

@@ -250,6 +250,8 @@ impl std::io::Read for EofGuard<'_> {
 /// life of the process (ids are immutable).
 pub struct RegistryClient {
     base: String,
+    /// `base` without credentials, for errors and logs.
+    shown: String,
     http: reqwest::blocking::Client,
     cache: Mutex<HashMap<u32, Schema>>,
 }
@@ -260,8 +262,23 @@ impl RegistryClient {
             .timeout(std::time::Duration::from_secs(10))
             .build()
             .map_err(|e| CodecError::Registry(e.to_string()))?;
+        let base = base.trim_end_matches('/').to_string();
+        let shown = match reqwest::Url::parse(&base) {
+            Ok(mut u) if !u.username().is_empty() || u.password().is_some() => {
+                let _ = u.set_username("");
+                let _ = u.set_password(None);
+                u.to_string().trim_end_matches('/').to_string()
+            }
+            Ok(_) => base.clone(),
+            Err(e) => {
+                return Err(CodecError::Registry(format!(
+                    "schema_registry.url is not a URL: {e}"
+                )))
+            }
+        };
         Ok(RegistryClient {
-            base: base.trim_end_matches('/').to_string(),
+            shown,
+            base,
             http,
             cache: Mutex::new(HashMap::new()),
         })
@@ -275,6 +292,7 @@ impl RegistryClient {
             id: u32,
         }
         let url = format!("{}/subjects/{subject}/versions", self.base);
+        let shown = format!("{}/subjects/{subject}/versions", self.shown);
         let body = serde_json::json!({ "schema": schema.canonical_form() });
         let resp = self
             .http
@@ -282,17 +300,17 @@ impl RegistryClient {
             .header("content-type", "application/vnd.schemaregistry.v1+json")
             .json(&body)
             .send()
-            .map_err(|e| CodecError::Registry(format!("POST {url}: {e}")))?;
+            .map_err(|e| CodecError::Registry(format!("POST {shown}: {}", e.without_url())))?;
         let status = resp.status();
         if !status.is_success() {
             let text = resp.text().unwrap_or_default();
             return Err(CodecError::Registry(format!(
-                "POST {url}: {status}: {text}"
+                "POST {shown}: {status}: {text}"
             )));
         }
-        let id: Id = resp
-            .json()
-            .map_err(|e| CodecError::Registry(format!("POST {url}: bad answer: {e}")))?;
+        let id: Id = resp.json().map_err(|e| {
+            CodecError::Registry(format!("POST {shown}: bad answer: {}", e.without_url()))
+        })?;
         if let Ok(mut cache) = self.cache.lock() {
             cache.insert(id.id, schema.clone());
         }
@@ -309,20 +327,21 @@ impl RegistryClient {
             schema: String,
         }
         let url = format!("{}/schemas/ids/{id}", self.base);
+        let shown = format!("{}/schemas/ids/{id}", self.shown);
         let resp = self
             .http
             .get(&url)
             .send()
-            .map_err(|e| CodecError::Registry(format!("GET {url}: {e}")))?;
+            .map_err(|e| CodecError::Registry(format!("GET {shown}: {}", e.without_url())))?;
         if !resp.status().is_success() {
             return Err(CodecError::Registry(format!(
-                "GET {url}: {}",
+                "GET {shown}: {}",
                 resp.status()
             )));
         }
-        let text: SchemaText = resp
-            .json()
-            .map_err(|e| CodecError::Registry(format!("GET {url}: bad answer: {e}")))?;
+        let text: SchemaText = resp.json().map_err(|e| {
+            CodecError::Registry(format!("GET {shown}: bad answer: {}", e.without_url()))
+        })?;
         let schema = Schema::parse_str(&text.schema)
             .map_err(|e| CodecError::Registry(format!("schema {id} does not parse: {e}")))?;
         if let Ok(mut cache) = self.cache.lock() {
