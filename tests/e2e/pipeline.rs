@@ -50,6 +50,19 @@ fn invalid_raw() -> Vec<(Vec<u8>, &'static str)> {
     ]
 }
 
+/// A create of a user with a 400 KB attribute, answered with the resource.
+fn oversized_create() -> Value {
+    let blob = "x".repeat(400 * 1024);
+    json!({
+        "id": "oversized-1", "time": "2026-01-01T00:01:00Z",
+        "source": {"system": "okta-prod"}, "principal": {"id": "okta-provisioner", "type": "service"},
+        "target": {"system": "github-enterprise"},
+        "request": {"method": "POST", "path": "/Users", "body": {"userName": "big", "description": blob}},
+        "response": {"status": 201, "body": {"id": "big-1", "userName": "big", "description": blob,
+            "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"]}}
+    })
+}
+
 /// Raw traffic with a burst by a principal that makes no other changes, so
 /// the expected alert is known exactly: 60 ordinary exchanges five seconds
 /// apart (at most 12 per minute, under any threshold of 20), then 30 changes
@@ -98,6 +111,18 @@ async fn pipeline_delivers_each_event_once_dead_letters_bad_input_and_alerts_on_
             )
         })
         .collect();
+    // A valid exchange whose enriched event (before/after snapshots and the
+    // diff repeat its 400 KB attribute) outgrows Kafka's 1 MB message limit:
+    // the enricher cannot produce it, so it dead-letters its AuditEvent instead
+    // of retrying the batch forever or skipping its neighbours.
+    let huge = oversized_create();
+    records.insert(
+        40,
+        (
+            Some(scimtrail_core::schema::raw::record_key(&huge)),
+            huge.to_string().into_bytes(),
+        ),
+    );
     // Poison between good records: it must not hold back its neighbours.
     for (i, (bytes, _)) in invalid.iter().enumerate() {
         records.insert(10 + i * 15, (Some(format!("bad-{i}")), bytes.clone()));
@@ -213,7 +238,7 @@ async fn pipeline_delivers_each_event_once_dead_letters_bad_input_and_alerts_on_
         .all(|(_, e)| e.changes.is_empty() && e.event.error.is_some()));
 
     // Exactly the invalid records are dead-lettered, bytes intact, reason attached.
-    let expected_dead = invalid.len() + 3;
+    let expected_dead = invalid.len() + 3 + 1;
     let dlq = consume(
         &names.dlq,
         expected_dead,
@@ -240,6 +265,18 @@ async fn pipeline_delivers_each_event_once_dead_letters_bad_input_and_alerts_on_
             .unwrap_or_else(|| panic!("no dead letter of kind {kind} from ingest"));
         assert_eq!(payload, bytes, "dead letter keeps the original bytes");
     }
+    let unproducible = by_kind
+        .get(&("enricher".to_string(), "unproducible".to_string()))
+        .expect("the oversized event is dead-lettered by the enricher");
+    let event = codecs
+        .audit_event
+        .decode(unproducible)
+        .expect("the dead letter is its AuditEvent");
+    assert_eq!(event.event_id, "oversized-1");
+    assert!(
+        !seen.contains_key("oversized-1"),
+        "the oversized event was not enriched"
+    );
     for stage in ["enricher", "detector", "sink"] {
         assert!(
             by_kind.contains_key(&(stage.to_string(), "invalid_avro".to_string())),

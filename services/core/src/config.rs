@@ -98,6 +98,33 @@ pub struct KafkaConfig {
     pub producer_properties: serde_json::Map<String, serde_json::Value>,
 }
 
+/// librdkafka properties the delivery guarantees depend on: pass-through
+/// properties may not override them.
+const RESERVED_PROPERTIES: &[(&str, &str)] = &[
+    ("bootstrap.servers", "use kafka.brokers"),
+    (
+        "group.id",
+        "consumer groups are named by kafka.group_prefix",
+    ),
+    (
+        "transactional.id",
+        "derived from the group and kafka.instance_id",
+    ),
+    (
+        "enable.idempotence",
+        "exactly-once needs the idempotent producer",
+    ),
+    ("isolation.level", "stages read only committed records"),
+    (
+        "enable.auto.commit",
+        "offsets are committed with the output, never on a timer",
+    ),
+    (
+        "enable.auto.offset.store",
+        "offsets are stored only after processing",
+    ),
+];
+
 /// Which kind of client a set of pass-through properties is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ClientKind {
@@ -259,8 +286,20 @@ impl Validate for KafkaConfig {
                 ));
             }
         }
-        self.librdkafka_properties(ClientKind::Consumer)?;
-        self.librdkafka_properties(ClientKind::Producer)?;
+        for kind in [ClientKind::Consumer, ClientKind::Producer] {
+            for name in self.librdkafka_properties(kind)?.keys() {
+                if let Some(why) = RESERVED_PROPERTIES
+                    .iter()
+                    .find(|(n, _)| n == name)
+                    .map(|(_, why)| why)
+                {
+                    return Err(ConfigError::invalid(
+                        format!("kafka.properties.{name}"),
+                        format!("is set by scimtrail and cannot be overridden: {why}"),
+                    ));
+                }
+            }
+        }
         Ok(())
     }
 }
@@ -753,6 +792,19 @@ mod tests {
         )
         .expect_err("illegal topic");
         assert!(err.to_string().contains("topics.alerts"), "{err}");
+    }
+
+    #[test]
+    fn delivery_critical_properties_cannot_be_overridden() {
+        let err = load_from::<Demo>(
+            opts(None),
+            env(&[(
+                "SCIMTRAIL__KAFKA__CONSUMER_PROPERTIES__ENABLE_AUTO_COMMIT",
+                "true",
+            )]),
+        )
+        .expect_err("reserved");
+        assert!(err.to_string().contains("enable.auto.commit"), "{err}");
     }
 
     #[test]

@@ -70,14 +70,48 @@ pub struct Output {
     pub headers: Vec<(String, Vec<u8>)>,
 }
 
+/// Why a stage did not transform a record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StageError {
+    /// The record can never be processed: it goes to the dead-letter topic.
+    Poison(Poison),
+    /// Processing failed for a reason that will pass (e.g. the schema registry
+    /// is unreachable): the transaction aborts and the batch is retried after a
+    /// backoff. Nothing is dead-lettered.
+    Transient(String),
+}
+
+impl From<Poison> for StageError {
+    fn from(p: Poison) -> Self {
+        StageError::Poison(p)
+    }
+}
+
+impl StageError {
+    /// The error for a record that does not decode as `what`: transient when
+    /// the schema registry could not be asked, poison otherwise.
+    pub fn undecodable(e: crate::schema::CodecError, what: &str) -> Self {
+        if e.is_transient() {
+            StageError::Transient(format!("cannot decode {what}: {e}"))
+        } else {
+            StageError::Poison(Poison::new("invalid_avro", format!("not {what}: {e}")))
+        }
+    }
+}
+
 /// A pure transformation from input records to output records. The runner owns
 /// Kafka, offsets, transactions, dead letters and metrics; a stage holds none of
 /// them and is unit-tested without a broker.
 pub trait Stage: Send {
-    /// Transforms one record, appending its outputs to `out`. An `Err` sends the
-    /// record to the dead-letter topic instead; any outputs appended before the
-    /// error are discarded.
-    fn process(&mut self, record: &InputRecord<'_>, out: &mut Vec<Output>) -> Result<(), Poison>;
+    /// Transforms one record, appending its outputs to `out`. A
+    /// [`StageError::Poison`] sends the record to the dead-letter topic instead
+    /// (any outputs appended before the error are discarded); a
+    /// [`StageError::Transient`] retries the batch.
+    fn process(
+        &mut self,
+        record: &InputRecord<'_>,
+        out: &mut Vec<Output>,
+    ) -> Result<(), StageError>;
 
     /// The transaction holding everything since the last commit is durable.
     fn commit(&mut self) {}
@@ -180,11 +214,27 @@ fn classify(e: &KafkaError) -> ErrorClass {
         KafkaError::Transaction(rd) if rd.is_fatal() => ErrorClass::Fatal,
         KafkaError::Transaction(rd) if rd.txn_requires_abort() => ErrorClass::Abort,
         KafkaError::Transaction(rd) if rd.is_retriable() => ErrorClass::Retriable,
-        // A produce failure before commit (e.g. message too large) poisons only
-        // this transaction.
+        // A produce failure before commit poisons only this transaction.
         KafkaError::MessageProduction(_) => ErrorClass::Abort,
+        // commit_transaction flushes first; a flush that outlasts the timeout
+        // is worth another wait (messages may be in flight up to the
+        // transaction timeout).
+        KafkaError::Flush(_) => ErrorClass::Retriable,
         _ => ErrorClass::Fatal,
     }
+}
+
+/// Produce errors that retrying cannot cure: the input record is dead-lettered
+/// instead of the batch being retried forever.
+fn unproducible(e: &KafkaError) -> bool {
+    matches!(
+        e,
+        KafkaError::MessageProduction(
+            RDKafkaErrorCode::MessageSizeTooLarge
+                | RDKafkaErrorCode::InvalidMessageSize
+                | RDKafkaErrorCode::UnknownPartition
+        )
+    )
 }
 
 /// The loop: owns one consumer and one transactional producer.
@@ -200,6 +250,8 @@ pub struct Runner<S: Stage> {
     batch_wait: Duration,
     op_timeout: Duration,
     assigned: usize,
+    /// Aborts since the last commit, for the retry backoff.
+    aborts_in_a_row: u32,
 }
 
 /// Outcome of one batch.
@@ -293,6 +345,7 @@ impl<S: Stage> Runner<S> {
             metrics,
             health,
             assigned: 0,
+            aborts_in_a_row: 0,
         })
     }
 
@@ -308,14 +361,18 @@ impl<S: Stage> Runner<S> {
             let started = Instant::now();
             match self.process_batch(&batch)? {
                 BatchOutcome::Committed => {
+                    self.aborts_in_a_row = 0;
                     self.metrics
                         .batch_seconds
                         .with_label_values(&[&self.spec.task])
                         .observe(started.elapsed().as_secs_f64());
                 }
                 BatchOutcome::Aborted => {
-                    // Give a broker-side problem a moment before retrying.
-                    std::thread::sleep(Duration::from_millis(200));
+                    // Back off (200 ms doubling to 10 s) so a lasting problem
+                    // is not hammered; each abort is counted and logged.
+                    let wait = 200u64 << self.aborts_in_a_row.min(6);
+                    self.aborts_in_a_row += 1;
+                    self.sleep_unless(&shutdown, Duration::from_millis(wait.min(10_000)));
                 }
             }
         }
@@ -323,6 +380,15 @@ impl<S: Stage> Runner<S> {
         self.consumer.unsubscribe();
         self.health.set_ready(false);
         Ok(())
+    }
+
+    /// Sleeps up to `d`, waking early on shutdown.
+    fn sleep_unless(&self, shutdown: &CancellationToken, d: Duration) {
+        let until = Instant::now() + d;
+        while !shutdown.is_cancelled() && Instant::now() < until {
+            self.health.beat();
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 
     fn task(&self) -> &str {
@@ -412,13 +478,21 @@ impl<S: Stage> Runner<S> {
                 source: e,
             });
         }
-        // First and last offsets per partition: the last for the commit, the
-        // first to rewind to after an abort.
+        // First and last offsets of every partition in the batch, taken before
+        // anything can fail: the last for the commit, the first to rewind to
+        // after an abort (for every partition, processed or not).
         let mut offsets: BTreeMap<(String, i32), (i64, i64)> = BTreeMap::new();
+        for m in batch {
+            offsets
+                .entry((m.topic().to_string(), m.partition()))
+                .and_modify(|(_, last)| *last = m.offset())
+                .or_insert((m.offset(), m.offset()));
+        }
         let mut produced: HashMap<String, u64> = HashMap::new();
         let mut dead: HashMap<&'static str, u64> = HashMap::new();
         let mut out = Vec::new();
         let mut produce_error = None;
+        let mut transient = None;
         for m in batch {
             let record = InputRecord {
                 topic: m.topic(),
@@ -428,64 +502,75 @@ impl<S: Stage> Runner<S> {
                 payload: m.payload(),
                 timestamp: m.timestamp().to_millis(),
             };
-            offsets
-                .entry((m.topic().to_string(), m.partition()))
-                .and_modify(|(_, last)| *last = m.offset())
-                .or_insert((m.offset(), m.offset()));
             self.metrics
                 .consumed
                 .with_label_values(&[&self.spec.task, m.topic()])
                 .inc();
             out.clear();
-            let result = self.stage.process(&record, &mut out);
-            let sent = match result {
+            let mut rejected = None;
+            match self.stage.process(&record, &mut out) {
                 Ok(()) => {
-                    let mut r = Ok(());
                     for o in &out {
-                        r = self.send(
+                        match self.send(
                             &o.topic,
                             o.key.as_deref(),
                             &o.payload,
                             o.partition,
                             &o.headers,
-                        );
-                        if r.is_err() {
-                            break;
+                        ) {
+                            Ok(()) => *produced.entry(o.topic.clone()).or_default() += 1,
+                            Err(e) if unproducible(&e) => {
+                                rejected = Some(Poison::new(
+                                    "unproducible",
+                                    format!("its output to {} cannot be produced: {e}", o.topic),
+                                ));
+                                break;
+                            }
+                            Err(e) => {
+                                produce_error = Some(e);
+                                break;
+                            }
                         }
-                        *produced.entry(o.topic.clone()).or_default() += 1;
                     }
-                    r
                 }
-                Err(poison) => {
-                    tracing::warn!(
-                        message = "record rejected to the dead-letter topic",
-                        task = %self.spec.task,
-                        topic = m.topic(),
-                        partition = m.partition(),
-                        offset = m.offset(),
-                        kind = poison.kind,
-                        reason = %poison.reason,
-                    );
-                    *dead.entry(poison.kind).or_default() += 1;
-                    let headers = self.dlq_headers(m, &poison);
-                    let dlq = self.spec.dlq_topic.clone();
-                    let r = self.send(
-                        &dlq,
-                        m.key(),
-                        m.payload().unwrap_or_default(),
-                        None,
-                        &headers,
-                    );
-                    if r.is_ok() {
-                        *produced.entry(dlq).or_default() += 1;
-                    }
-                    r
+                Err(StageError::Poison(poison)) => rejected = Some(poison),
+                Err(StageError::Transient(reason)) => {
+                    transient = Some(reason);
+                    break;
                 }
-            };
-            if let Err(e) = sent {
-                produce_error = Some(e);
+            }
+            if let Some(poison) = rejected {
+                tracing::warn!(
+                    message = "record rejected to the dead-letter topic",
+                    task = %self.spec.task,
+                    topic = m.topic(),
+                    partition = m.partition(),
+                    offset = m.offset(),
+                    kind = poison.kind,
+                    reason = %poison.reason,
+                );
+                *dead.entry(poison.kind).or_default() += 1;
+                let headers = self.dlq_headers(m, &poison);
+                let dlq = self.spec.dlq_topic.clone();
+                match self.send(
+                    &dlq,
+                    m.key(),
+                    m.payload().unwrap_or_default(),
+                    None,
+                    &headers,
+                ) {
+                    Ok(()) => *produced.entry(dlq).or_default() += 1,
+                    Err(e) => produce_error = Some(e),
+                }
+            }
+            if produce_error.is_some() {
                 break;
             }
+        }
+        if let Some(reason) = transient {
+            tracing::warn!(message = "transient failure; aborting, the batch will be processed again", task = %self.spec.task, reason = %reason);
+            self.abort(&offsets)?;
+            return Ok(BatchOutcome::Aborted);
         }
         let result = match produce_error {
             Some(e) => Err(("produce", e)),
@@ -603,13 +688,16 @@ impl<S: Stage> Runner<S> {
             .with_label_values(&[&self.spec.task, "aborted"])
             .inc();
         for ((topic, partition), (first, _)) in offsets {
+            // A partition not rewound would resume after the aborted batch and
+            // skip it: rather stop, and resume from the committed offsets.
             if let Err(e) =
                 self.consumer
                     .seek(topic, *partition, Offset::Offset(*first), self.op_timeout)
             {
-                // The partition may have been revoked meanwhile; its new owner
-                // starts from the committed offset anyway.
-                tracing::warn!(message = "cannot rewind partition after abort", task = %self.spec.task, topic, partition, error = %e);
+                return Err(RunnerError::Kafka {
+                    context: "rewind after abort",
+                    source: e,
+                });
             }
         }
         Ok(())

@@ -19,7 +19,7 @@ use std::collections::{BTreeMap, VecDeque};
 use prometheus::{IntCounter, IntCounterVec, IntGauge, Registry};
 use sha2::{Digest, Sha256};
 
-use scimtrail_core::runner::{InputRecord, Output, Poison, Stage};
+use scimtrail_core::runner::{InputRecord, Output, Poison, Stage, StageError};
 use scimtrail_core::schema::avro::Codecs;
 use scimtrail_core::schema::{Alert, EnrichedAuditEvent, Severity};
 use scimtrail_core::state::TxState;
@@ -242,14 +242,19 @@ pub fn alert_id(rule: &str, group: &[(&str, &str)], window_start: i64) -> String
 }
 
 impl Stage for Burst {
-    fn process(&mut self, record: &InputRecord<'_>, out: &mut Vec<Output>) -> Result<(), Poison> {
+    fn process(
+        &mut self,
+        record: &InputRecord<'_>,
+        out: &mut Vec<Output>,
+    ) -> Result<(), StageError> {
         let payload = record
             .payload
             .ok_or_else(|| Poison::new("empty", "record has no value"))?;
-        let event =
-            self.codecs.enriched.decode(payload).map_err(|e| {
-                Poison::new("invalid_avro", format!("not an EnrichedAuditEvent: {e}"))
-            })?;
+        let event = self
+            .codecs
+            .enriched
+            .decode(payload)
+            .map_err(|e| StageError::undecodable(e, "an EnrichedAuditEvent"))?;
         let alert = self.observe(&event, record.partition);
         self.principals.set(self.state.len() as i64);
         if let Some(alert) = alert {

@@ -6,7 +6,7 @@
 //! Exactly-once like every runner task: an event reaches the repartition topic
 //! once, atomically with the enriched topic's offset.
 
-use scimtrail_core::runner::{InputRecord, Output, Poison, Stage};
+use scimtrail_core::runner::{InputRecord, Output, Poison, Stage, StageError};
 use scimtrail_core::schema::{AvroCodec, EnrichedAuditEvent};
 
 pub struct ByPrincipal {
@@ -24,14 +24,18 @@ impl ByPrincipal {
 }
 
 impl Stage for ByPrincipal {
-    fn process(&mut self, record: &InputRecord<'_>, out: &mut Vec<Output>) -> Result<(), Poison> {
+    fn process(
+        &mut self,
+        record: &InputRecord<'_>,
+        out: &mut Vec<Output>,
+    ) -> Result<(), StageError> {
         let payload = record
             .payload
             .ok_or_else(|| Poison::new("empty", "record has no value"))?;
         let event = self
             .codec
             .decode(payload)
-            .map_err(|e| Poison::new("invalid_avro", format!("not an EnrichedAuditEvent: {e}")))?;
+            .map_err(|e| StageError::undecodable(e, "an EnrichedAuditEvent"))?;
         // Only changes count towards bursts; reads and denials stay behind
         // until a rule needs them.
         if !event.event.action.is_write() {

@@ -3,7 +3,7 @@
 use prometheus::{IntCounterVec, IntGauge, Registry};
 use serde_json::Value;
 
-use scimtrail_core::runner::{InputRecord, Output, Poison, Stage};
+use scimtrail_core::runner::{InputRecord, Output, Poison, Stage, StageError};
 use scimtrail_core::schema::avro::Codecs;
 use scimtrail_core::schema::{AuditAction, AuditEvent, EnrichedAuditEvent, Outcome};
 use scimtrail_core::state::TxState;
@@ -221,7 +221,11 @@ fn patch_intent(req: Option<&Value>) -> Vec<scimtrail_core::schema::AttributeCha
 }
 
 impl Stage for Enricher {
-    fn process(&mut self, record: &InputRecord<'_>, out: &mut Vec<Output>) -> Result<(), Poison> {
+    fn process(
+        &mut self,
+        record: &InputRecord<'_>,
+        out: &mut Vec<Output>,
+    ) -> Result<(), StageError> {
         let payload = record
             .payload
             .ok_or_else(|| Poison::new("empty", "record has no value"))?;
@@ -229,7 +233,7 @@ impl Stage for Enricher {
             .codecs
             .audit_event
             .decode(payload)
-            .map_err(|e| Poison::new("invalid_avro", format!("not an AuditEvent: {e}")))?;
+            .map_err(|e| StageError::undecodable(e, "an AuditEvent"))?;
         let key = event.partition_key();
         let enriched = self.enrich(event, record.partition);
         let bytes = self.codecs.enriched.encode(&enriched).map_err(|e| {
@@ -471,6 +475,9 @@ mod tests {
             },
             &mut out,
         );
-        assert_eq!(bad.expect_err("poison").kind, "invalid_avro");
+        match bad.expect_err("poison") {
+            StageError::Poison(p) => assert_eq!(p.kind, "invalid_avro"),
+            other => panic!("expected poison, got {other:?}"),
+        }
     }
 }

@@ -7,7 +7,7 @@
 use prometheus::{IntCounterVec, Registry};
 use serde_json::Value;
 
-use scimtrail_core::runner::{InputRecord, Output, Poison, Stage};
+use scimtrail_core::runner::{InputRecord, Output, Poison, Stage, StageError};
 use scimtrail_core::schema::raw::RawExchange;
 use scimtrail_core::schema::{
     AuditAction, AuditEvent, AvroCodec, Outcome, Principal, Request, Resource, Response, ScimError,
@@ -68,7 +68,11 @@ impl Normalizer {
 }
 
 impl Stage for Normalizer {
-    fn process(&mut self, record: &InputRecord<'_>, out: &mut Vec<Output>) -> Result<(), Poison> {
+    fn process(
+        &mut self,
+        record: &InputRecord<'_>,
+        out: &mut Vec<Output>,
+    ) -> Result<(), StageError> {
         let payload = record.payload.ok_or_else(|| {
             Poison::new("empty", "record has no value (tombstone or empty payload)")
         })?;

@@ -156,7 +156,28 @@ pub async fn run(config_file: Option<PathBuf>) -> anyhow::Result<()> {
         };
         consumed.inc();
         let payload = msg.payload().unwrap_or_default();
-        match codecs.alert.decode(payload) {
+        // Decoding may ask the schema registry (blocking HTTP), hence
+        // block_in_place; while the registry is unreachable the alert waits,
+        // it is not dead-lettered.
+        let mut wait = Duration::from_millis(500);
+        let decoded = loop {
+            match tokio::task::block_in_place(|| codecs.alert.decode(payload)) {
+                Err(e) if e.is_transient() => {
+                    tracing::warn!(message = "cannot decode the alert yet; will retry", error = %e);
+                    health.beat();
+                    tokio::select! {
+                        _ = tokio::time::sleep(wait) => {}
+                        _ = shutdown.cancelled() => break None,
+                    }
+                    wait = (wait * 2).min(Duration::from_secs(30));
+                }
+                other => break Some(other),
+            }
+        };
+        let Some(decoded) = decoded else {
+            break; // shutting down; the alert stays unacknowledged
+        };
+        match decoded {
             Ok(alert) => {
                 let body = serde_json::to_vec(&WebhookPayload::new(&alert))?;
                 let mut all = true;
@@ -186,6 +207,7 @@ pub async fn run(config_file: Option<PathBuf>) -> anyhow::Result<()> {
                 tracing::warn!(message = "record rejected to the dead-letter topic", partition = msg.partition(), offset = msg.offset(), reason = %reason);
                 let mut headers = OwnedHeaders::new();
                 let partition = msg.partition().to_string();
+                let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
                 let offset = msg.offset().to_string();
                 for (k, v) in [
                     (scimtrail_core::dlq::REASON, reason.as_str()),
@@ -194,6 +216,7 @@ pub async fn run(config_file: Option<PathBuf>) -> anyhow::Result<()> {
                     (scimtrail_core::dlq::SOURCE_TOPIC, msg.topic()),
                     (scimtrail_core::dlq::SOURCE_PARTITION, partition.as_str()),
                     (scimtrail_core::dlq::SOURCE_OFFSET, offset.as_str()),
+                    (scimtrail_core::dlq::TIME, now.as_str()),
                 ] {
                     headers = headers.insert(Header {
                         key: k,

@@ -45,7 +45,22 @@ pub enum CodecError {
     Decode { schema: String, detail: String },
     #[error("schema registry: {0}")]
     Registry(String),
+    #[error("schema registry unavailable: {0}")]
+    RegistryUnavailable(String),
 }
+
+impl CodecError {
+    /// Whether trying again later can succeed: the registry could not be asked.
+    /// Everything else is a property of the bytes.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, CodecError::RegistryUnavailable(_))
+    }
+}
+
+/// Largest allocation a decoded length prefix may ask for. apache-avro's own
+/// default (512 MiB) lets a corrupt array or map length in one record take the
+/// process down before the record can be dead-lettered.
+pub const MAX_ALLOCATION_BYTES: usize = 16 * 1024 * 1024;
 
 /// How records are framed on the wire.
 #[derive(Clone)]
@@ -91,6 +106,8 @@ impl<T> Clone for AvroCodec<T> {
 impl<T: Serialize + DeserializeOwned> AvroCodec<T> {
     /// A codec with single-object framing.
     pub fn new(avsc: &str) -> Result<Self, CodecError> {
+        // Process-wide and settable once; every codec is built before decoding.
+        apache_avro::util::max_allocation_bytes(MAX_ALLOCATION_BYTES);
         let schema = Schema::parse_str(avsc).map_err(|e| CodecError::Schema(e.to_string()))?;
         let name = match &schema {
             Schema::Record(r) => r.name.fullname(None),
@@ -300,8 +317,15 @@ impl RegistryClient {
             .header("content-type", "application/vnd.schemaregistry.v1+json")
             .json(&body)
             .send()
-            .map_err(|e| CodecError::Registry(format!("POST {shown}: {}", e.without_url())))?;
+            .map_err(|e| {
+                CodecError::RegistryUnavailable(format!("POST {shown}: {}", e.without_url()))
+            })?;
         let status = resp.status();
+        if status.is_server_error() {
+            return Err(CodecError::RegistryUnavailable(format!(
+                "POST {shown}: {status}"
+            )));
+        }
         if !status.is_success() {
             let text = resp.text().unwrap_or_default();
             return Err(CodecError::Registry(format!(
@@ -328,11 +352,15 @@ impl RegistryClient {
         }
         let url = format!("{}/schemas/ids/{id}", self.base);
         let shown = format!("{}/schemas/ids/{id}", self.shown);
-        let resp = self
-            .http
-            .get(&url)
-            .send()
-            .map_err(|e| CodecError::Registry(format!("GET {shown}: {}", e.without_url())))?;
+        let resp = self.http.get(&url).send().map_err(|e| {
+            CodecError::RegistryUnavailable(format!("GET {shown}: {}", e.without_url()))
+        })?;
+        if resp.status().is_server_error() {
+            return Err(CodecError::RegistryUnavailable(format!(
+                "GET {shown}: {}",
+                resp.status()
+            )));
+        }
         if !resp.status().is_success() {
             return Err(CodecError::Registry(format!(
                 "GET {shown}: {}",
