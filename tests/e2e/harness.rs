@@ -654,3 +654,99 @@ pub fn generate(args: &[&str]) -> Vec<Value> {
         .map(|l| serde_json::from_str(l).expect("gen prints JSON lines"))
         .collect()
 }
+
+/// Verifies that the enriched records of each partition, in log order, form
+/// one intact hash chain from sequence 0; returns the chain length per
+/// partition. Records with key `skip_key` (planted poison) are left out.
+pub fn verify_chains(records: &[OwnedMessage], skip_key: &[u8]) -> BTreeMap<i32, usize> {
+    let codecs = scimtrail_core::schema::avro::Codecs::single_object().expect("codecs");
+    let mut by_partition: BTreeMap<i32, Vec<(i64, scimtrail_core::schema::EnrichedAuditEvent)>> =
+        BTreeMap::new();
+    for m in records {
+        if m.key() == Some(skip_key) {
+            continue;
+        }
+        let e = codecs
+            .enriched
+            .decode(m.payload().expect("payload"))
+            .expect("enriched decodes");
+        by_partition
+            .entry(m.partition())
+            .or_default()
+            .push((m.offset(), e));
+    }
+    let mut lengths = BTreeMap::new();
+    for (partition, mut events) in by_partition {
+        events.sort_by_key(|(offset, _)| *offset);
+        for (_, e) in &events {
+            assert_eq!(
+                e.chain.as_ref().map(|c| c.partition),
+                Some(partition),
+                "link names its partition"
+            );
+        }
+        let head = scimtrail_core::chain::verify(None, events.iter().map(|(_, e)| e))
+            .unwrap_or_else(|b| panic!("chain of partition {partition} broken: {b:?}"));
+        assert_eq!(head.map(|h| h.sequence + 1), Some(events.len() as i64));
+        lengths.insert(partition, events.len());
+    }
+    lengths
+}
+
+/// The verifier of docs/enricher.md, in Python, run over the enriched events of
+/// one partition: an independent implementation of the chain format.
+pub fn verify_chain_with_python(
+    records: &[OwnedMessage],
+    partition: i32,
+    skip_key: &[u8],
+) -> usize {
+    let codecs = scimtrail_core::schema::avro::Codecs::single_object().expect("codecs");
+    let mut events: Vec<(i64, String)> = records
+        .iter()
+        .filter(|m| m.partition() == partition && m.key() != Some(skip_key))
+        .map(|m| {
+            let e = codecs
+                .enriched
+                .decode(m.payload().expect("payload"))
+                .expect("decodes");
+            (m.offset(), serde_json::to_string(&e).expect("json"))
+        })
+        .collect();
+    events.sort();
+    let dir = std::env::temp_dir().join(format!("scimtrail-chain-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let lines: Vec<String> = events.into_iter().map(|(_, j)| j).collect();
+    std::fs::write(dir.join("events.jsonl"), lines.join("\n")).expect("write events");
+    let script = r#"
+import hashlib, json, sys
+def canonical(event):
+    e = dict(event, chain=None)
+    return json.dumps(e, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+prev, seq = bytes(32), 0
+for i, line in enumerate(open(sys.argv[1])):
+    e = json.loads(line)
+    link = e["chain"]
+    assert link["sequence"] == seq, (i, "sequence")
+    assert bytes.fromhex(link["prev_hash"]) == prev, (i, "prev_hash")
+    h = hashlib.sha256(prev + canonical(e)).digest()
+    assert h.hex() == link["hash"], (i, "hash")
+    prev, seq = h, seq + 1
+print(seq)
+"#;
+    let out = Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .arg(dir.join("events.jsonl"))
+        .output()
+        .expect("run python3");
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(
+        out.status.success(),
+        "python verifier failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .expect("count")
+}

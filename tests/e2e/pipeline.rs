@@ -165,6 +165,18 @@ async fn pipeline_delivers_each_event_once_dead_letters_bad_input_and_alerts_on_
     let got: BTreeSet<String> = seen.keys().cloned().collect();
     assert_eq!(got, want, "enriched ids differ from the valid raw ids");
 
+    // Each enriched partition is one intact hash chain, though two enricher
+    // instances share the partitions and the oversized event was dropped.
+    let chains = verify_chains(&enriched, b"junk");
+    assert_eq!(chains.values().sum::<usize>(), valid.len());
+    // And so does the independent verifier an analyst would write (docs/enricher.md).
+    for (partition, length) in &chains {
+        assert_eq!(
+            verify_chain_with_python(&enriched, *partition, b"junk"),
+            *length
+        );
+    }
+
     // The enricher writes each event to the partition number it read it from.
     let events = consume(
         &names.events,
@@ -465,6 +477,9 @@ async fn enricher_killed_mid_stream_loses_and_duplicates_nothing() {
         "events lost after the crash, e.g. {missing:?}"
     );
     assert_eq!(enriched.len(), valid.len());
+    // Across the crash the chains continue: no gap, no fork, no restart at 0.
+    let chains = verify_chains(&enriched, b"junk");
+    assert_eq!(chains.len(), 3, "every partition has a chain");
 
     assert_eq!(
         unprocessed(&names.group("enricher"), &names.events, 3).await,

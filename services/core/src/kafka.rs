@@ -12,7 +12,7 @@ use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::types::RDKafkaErrorCode;
-use rdkafka::ClientConfig;
+use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
 
 use crate::config::{ClientKind, ConfigError, KafkaConfig, TopicsConfig};
 
@@ -277,4 +277,86 @@ pub fn partition_counts(
         }
     }
     Ok(out)
+}
+
+/// Reads the last committed records of one partition, for a stage that must
+/// continue what it wrote before (a hash chain) after a restart or a
+/// rebalance. Only committed records are returned (read_committed), so the
+/// records of an aborted or still open transaction are never continued from.
+pub struct PartitionTail {
+    consumer: BaseConsumer,
+    timeout: Duration,
+}
+
+impl PartitionTail {
+    pub fn new(cfg: &KafkaConfig, group_id: &str) -> Result<Self, KafkaSetupError> {
+        let consumer: BaseConsumer = consumer_config(
+            cfg,
+            &format!("{group_id}-tail"),
+            &[
+                ("enable.auto.commit", "false"),
+                ("isolation.level", "read_committed"),
+                ("enable.partition.eof", "true"),
+                ("statistics.interval.ms", "0"),
+            ],
+        )?
+        .create()
+        .map_err(|e| KafkaSetupError::kafka("create tail reader", e))?;
+        Ok(PartitionTail {
+            consumer,
+            timeout: Duration::from_millis(cfg.operation_timeout_ms),
+        })
+    }
+
+    /// The committed record payloads among the last `span` offsets of
+    /// `topic`/`partition`, in log order, and whether that reached back to the
+    /// partition's first offset.
+    pub fn last(
+        &self,
+        topic: &str,
+        partition: i32,
+        span: i64,
+    ) -> Result<(Vec<Vec<u8>>, bool), KafkaSetupError> {
+        let ctx = || format!("tail of {topic}/{partition}");
+        let (low, high) = self
+            .consumer
+            .fetch_watermarks(topic, partition, self.timeout)
+            .map_err(|e| KafkaSetupError::kafka(ctx(), e))?;
+        let start = low.max(high - span.max(1));
+        if high <= low {
+            return Ok((Vec::new(), true));
+        }
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition_offset(topic, partition, Offset::Offset(start))
+            .map_err(|e| KafkaSetupError::kafka(ctx(), e))?;
+        self.consumer
+            .assign(&tpl)
+            .map_err(|e| KafkaSetupError::kafka(ctx(), e))?;
+        let deadline = std::time::Instant::now() + self.timeout;
+        let mut records = Vec::new();
+        let result = loop {
+            if std::time::Instant::now() >= deadline {
+                break Err(KafkaSetupError::Topic {
+                    topic: topic.to_string(),
+                    reason: format!(
+                        "partition {partition}: no end of committed data within {:?}",
+                        self.timeout
+                    ),
+                });
+            }
+            match self.consumer.poll(Duration::from_millis(200)) {
+                None => {}
+                Some(Ok(m)) => {
+                    if let Some(p) = m.payload() {
+                        records.push(p.to_vec());
+                    }
+                }
+                // The end of what a read_committed consumer may read.
+                Some(Err(KafkaError::PartitionEOF(_))) => break Ok(()),
+                Some(Err(e)) => break Err(KafkaSetupError::kafka(ctx(), e)),
+            }
+        };
+        let _ = self.consumer.unassign();
+        result.map(|()| (records, start == low))
+    }
 }

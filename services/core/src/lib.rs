@@ -16,6 +16,7 @@
 
 pub mod admin;
 pub mod app;
+pub mod chain;
 pub mod config;
 pub mod dlq;
 pub mod kafka;

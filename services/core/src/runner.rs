@@ -123,8 +123,48 @@ pub trait Stage: Send {
     /// Partitions now owned by this instance.
     fn partitions_assigned(&mut self, _partitions: &[(String, i32)]) {}
 
+    /// The outputs of the record just processed could not be produced (they
+    /// are too large for Kafka, say): the record goes to the dead-letter topic
+    /// instead, and the stage must undo what assumed its outputs exist (e.g.
+    /// a chain head that would otherwise point at a record never written).
+    fn output_rejected(&mut self) {}
+
+    /// A topic the stage writes and must continue after a restart or a
+    /// rebalance: on assignment of input partition *p*, the runner calls
+    /// [`Stage::resume`] with a reader of this topic's partition *p*.
+    fn resumes_from(&self) -> Option<String> {
+        None
+    }
+
+    /// Restores what the stage needs from the tail of its own output
+    /// partition `partition` before it processes records of that partition.
+    fn resume(&mut self, _partition: i32, _tail: &mut dyn Tail) -> Result<(), String> {
+        Ok(())
+    }
+
     /// Partitions taken away: drop their state, another instance owns them now.
     fn partitions_revoked(&mut self, _partitions: &[(String, i32)]) {}
+}
+
+/// The committed end of an output partition (see [`Stage::resume`]).
+pub trait Tail {
+    /// The committed payloads among the last `span` offsets, in log order,
+    /// and whether that reached the start of the partition.
+    fn last(&mut self, span: i64) -> Result<(Vec<Vec<u8>>, bool), String>;
+}
+
+struct PartitionTailOf<'a> {
+    reader: &'a crate::kafka::PartitionTail,
+    topic: &'a str,
+    partition: i32,
+}
+
+impl Tail for PartitionTailOf<'_> {
+    fn last(&mut self, span: i64) -> Result<(Vec<Vec<u8>>, bool), String> {
+        self.reader
+            .last(self.topic, self.partition, span)
+            .map_err(|e| e.to_string())
+    }
 }
 
 /// What one loop consumes and where it sends dead letters.
@@ -149,6 +189,8 @@ pub enum RunnerError {
         #[source]
         source: KafkaError,
     },
+    #[error("cannot resume output partition {partition}: {reason}")]
+    Resume { partition: i32, reason: String },
     #[error("fatal transaction error ({context}): {source}; another instance with transactional id `{transactional_id}` may have fenced this one")]
     Fatal {
         context: &'static str,
@@ -252,6 +294,8 @@ pub struct Runner<S: Stage> {
     assigned: usize,
     /// Aborts since the last commit, for the retry backoff.
     aborts_in_a_row: u32,
+    /// Reader of the stage's own output, when it resumes from it.
+    tail: Option<(String, crate::kafka::PartitionTail)>,
 }
 
 /// Outcome of one batch.
@@ -290,6 +334,18 @@ impl<S: Stage> Runner<S> {
                     source,
                 })?;
         let op_timeout = Duration::from_millis(kafka.operation_timeout_ms);
+        let tail = match stage.resumes_from() {
+            Some(topic) => Some((
+                topic,
+                crate::kafka::PartitionTail::new(kafka, &spec.group_id).map_err(|e| {
+                    RunnerError::Resume {
+                        partition: -1,
+                        reason: e.to_string(),
+                    }
+                })?,
+            )),
+            None => None,
+        };
         let mut attempt = 0;
         loop {
             match producer.init_transactions(op_timeout) {
@@ -346,6 +402,7 @@ impl<S: Stage> Runner<S> {
             health,
             assigned: 0,
             aborts_in_a_row: 0,
+            tail,
         })
     }
 
@@ -354,7 +411,7 @@ impl<S: Stage> Runner<S> {
     pub fn run(mut self, shutdown: CancellationToken) -> Result<(), RunnerError> {
         while !shutdown.is_cancelled() {
             self.health.beat();
-            let batch = self.collect_batch(&shutdown);
+            let batch = self.collect_batch(&shutdown)?;
             if batch.is_empty() {
                 continue;
             }
@@ -397,10 +454,10 @@ impl<S: Stage> Runner<S> {
 
     /// Applies rebalance events seen during the last poll; drops buffered
     /// records of revoked partitions.
-    fn apply_rebalances(&mut self, batch: &mut Vec<OwnedMessage>) {
+    fn apply_rebalances(&mut self, batch: &mut Vec<OwnedMessage>) -> Result<(), RunnerError> {
         let events: Vec<RebalanceEvent> = match self.consumer.context().events.lock() {
             Ok(mut ev) => ev.drain(..).collect(),
-            Err(_) => return,
+            Err(_) => return Ok(()),
         };
         for ev in events {
             match ev {
@@ -412,6 +469,24 @@ impl<S: Stage> Runner<S> {
                         .inc();
                     tracing::info!(message = "partitions assigned", task = %self.spec.task, partitions = ?parts);
                     self.stage.partitions_assigned(&parts);
+                    // No transaction is open here, and the previous owner of
+                    // these partitions committed before releasing them, so the
+                    // committed tail is final.
+                    if let Some((topic, reader)) = &self.tail {
+                        for (_, partition) in &parts {
+                            let mut tail = PartitionTailOf {
+                                reader,
+                                topic,
+                                partition: *partition,
+                            };
+                            self.stage.resume(*partition, &mut tail).map_err(|reason| {
+                                RunnerError::Resume {
+                                    partition: *partition,
+                                    reason,
+                                }
+                            })?;
+                        }
+                    }
                     self.health.set_ready(true);
                 }
                 RebalanceEvent::Revoked(parts) => {
@@ -434,9 +509,13 @@ impl<S: Stage> Runner<S> {
                 .with_label_values(&[&self.spec.task])
                 .set(self.assigned as i64);
         }
+        Ok(())
     }
 
-    fn collect_batch(&mut self, shutdown: &CancellationToken) -> Vec<OwnedMessage> {
+    fn collect_batch(
+        &mut self,
+        shutdown: &CancellationToken,
+    ) -> Result<Vec<OwnedMessage>, RunnerError> {
         let mut batch: Vec<OwnedMessage> = Vec::new();
         let mut deadline: Option<Instant> = None;
         while batch.len() < self.batch_max && !shutdown.is_cancelled() {
@@ -448,7 +527,7 @@ impl<S: Stage> Runner<S> {
                 },
             };
             let polled = self.consumer.poll(timeout).map(|r| r.map(|m| m.detach()));
-            self.apply_rebalances(&mut batch);
+            self.apply_rebalances(&mut batch)?;
             match polled {
                 None => {
                     if deadline.is_none() {
@@ -467,7 +546,7 @@ impl<S: Stage> Runner<S> {
                 }
             }
         }
-        batch
+        Ok(batch)
     }
 
     fn process_batch(&mut self, batch: &[OwnedMessage]) -> Result<BatchOutcome, RunnerError> {
@@ -520,6 +599,7 @@ impl<S: Stage> Runner<S> {
                         ) {
                             Ok(()) => *produced.entry(o.topic.clone()).or_default() += 1,
                             Err(e) if unproducible(&e) => {
+                                self.stage.output_rejected();
                                 rejected = Some(Poison::new(
                                     "unproducible",
                                     format!("its output to {} cannot be produced: {e}", o.topic),

@@ -81,6 +81,12 @@ fn sample_enriched() -> EnrichedAuditEvent {
         partial: false,
         before: Some("{}".into()),
         after: None,
+        chain: Some(ChainLink {
+            partition: 2,
+            sequence: 41,
+            prev_hash: "00".repeat(32),
+            hash: "ab".repeat(32),
+        }),
     }
 }
 

@@ -3,7 +3,8 @@
 use prometheus::{IntCounterVec, IntGauge, Registry};
 use serde_json::Value;
 
-use scimtrail_core::runner::{InputRecord, Output, Poison, Stage, StageError};
+use scimtrail_core::chain;
+use scimtrail_core::runner::{InputRecord, Output, Poison, Stage, StageError, Tail};
 use scimtrail_core::schema::avro::Codecs;
 use scimtrail_core::schema::{AuditAction, AuditEvent, EnrichedAuditEvent, Outcome};
 use scimtrail_core::state::TxState;
@@ -17,6 +18,10 @@ pub struct Enricher {
     output_topic: String,
     /// Last known state of each resource, by resource key.
     state: TxState<String, Value>,
+    /// Head of the hash chain of each output partition (same number as input).
+    heads: TxState<i32, chain::Head>,
+    /// Partition and previous head of the last link made, for `output_rejected`.
+    last_link: Option<(i32, Option<chain::Head>)>,
     partial: IntCounterVec,
     resources: IntGauge,
     clock: fn() -> i64,
@@ -52,6 +57,8 @@ impl Enricher {
             codecs,
             output_topic,
             state: TxState::new(),
+            heads: TxState::new(),
+            last_link: None,
             partial,
             resources: scimtrail_core::metrics::gauge(
                 registry,
@@ -183,6 +190,8 @@ impl Enricher {
             changes,
             partial,
             event,
+            // Linked by `process`, which knows the output partition.
+            chain: None,
         }
     }
 }
@@ -235,7 +244,12 @@ impl Stage for Enricher {
             .decode(payload)
             .map_err(|e| StageError::undecodable(e, "an AuditEvent"))?;
         let key = event.partition_key();
-        let enriched = self.enrich(event, record.partition);
+        let mut enriched = self.enrich(event, record.partition);
+        let head = self.heads.get(&record.partition).copied();
+        let next = chain::append(head, record.partition, &mut enriched)
+            .map_err(|e| Poison::new("unchainable", e.to_string()))?;
+        self.heads.insert(record.partition, record.partition, next);
+        self.last_link = Some((record.partition, head));
         let bytes = self.codecs.enriched.encode(&enriched).map_err(|e| {
             Poison::new(
                 "unencodable",
@@ -254,16 +268,66 @@ impl Stage for Enricher {
 
     fn commit(&mut self) {
         self.state.commit();
+        self.heads.commit();
     }
 
     fn abort(&mut self) {
         self.state.rollback();
+        self.heads.rollback();
         self.resources.set(self.state.len() as i64);
+    }
+
+    fn output_rejected(&mut self) {
+        // The event was not written: the chain must not point past it.
+        if let Some((partition, previous)) = self.last_link.take() {
+            match previous {
+                Some(h) => self.heads.insert(partition, partition, h),
+                None => {
+                    self.heads.remove(&partition);
+                }
+            }
+        }
     }
 
     fn partitions_revoked(&mut self, partitions: &[(String, i32)]) {
         self.state.drop_partitions(partitions);
+        self.heads.drop_partitions(partitions);
         self.resources.set(self.state.len() as i64);
+    }
+
+    fn resumes_from(&self) -> Option<String> {
+        Some(self.output_topic.clone())
+    }
+
+    /// Continues the chain of output partition `partition` from its last
+    /// committed link, reading back from the end in growing spans.
+    fn resume(&mut self, partition: i32, tail: &mut dyn Tail) -> Result<(), String> {
+        let mut span = 64i64;
+        loop {
+            let (records, from_start) = tail.last(span)?;
+            let found = records.iter().rev().find_map(|bytes| {
+                let event = self.codecs.enriched.decode(bytes).ok()?;
+                event.chain.filter(|link| link.partition == partition)
+            });
+            if let Some(link) = found {
+                let head = chain::Head::of(&link).map_err(|e| e.to_string())?;
+                tracing::info!(
+                    message = "chain resumed",
+                    partition,
+                    sequence = head.sequence
+                );
+                self.heads.insert(partition, partition, head);
+                self.heads.commit();
+                return Ok(());
+            }
+            if from_start {
+                tracing::info!(message = "chain starts", partition);
+                self.heads.remove(&partition);
+                self.heads.commit();
+                return Ok(());
+            }
+            span = span.saturating_mul(16);
+        }
     }
 }
 

@@ -13,8 +13,8 @@ pub mod types;
 
 pub use avro::{AvroCodec, CodecError, Framing};
 pub use types::{
-    Alert, AttributeChange, AuditAction, AuditEvent, ChangeKind, EnrichedAuditEvent, Outcome,
-    Principal, Request, Resource, Response, ScimError, Severity, Source, Target,
+    Alert, AttributeChange, AuditAction, AuditEvent, ChainLink, ChangeKind, EnrichedAuditEvent,
+    Outcome, Principal, Request, Resource, Response, ScimError, Severity, Source, Target,
 };
 
 /// `schemas/audit_event.avsc`.
@@ -81,6 +81,7 @@ pub mod fixtures {
             partial: false,
             before: None,
             after: None,
+            chain: None,
         }
     }
 }

@@ -174,6 +174,18 @@ pub struct AttributeChange {
     pub after: Option<String>,
 }
 
+/// An event's link in the hash chain of its output partition
+/// (see [`crate::chain`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChainLink {
+    pub partition: i32,
+    pub sequence: i64,
+    /// Lower-case hex.
+    pub prev_hash: String,
+    /// Lower-case hex.
+    pub hash: String,
+}
+
 /// `schemas/enriched_audit_event.avsc`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EnrichedAuditEvent {
@@ -183,6 +195,9 @@ pub struct EnrichedAuditEvent {
     pub partial: bool,
     pub before: Option<String>,
     pub after: Option<String>,
+    /// `None` only in events written before chains existed.
+    #[serde(default)]
+    pub chain: Option<ChainLink>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
