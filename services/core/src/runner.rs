@@ -59,6 +59,27 @@ pub struct InputRecord<'a> {
     pub timestamp: Option<i64>,
 }
 
+impl InputRecord<'_> {
+    /// The record's value decoded as `what` (e.g. "an AuditEvent"): poison
+    /// when it is absent or not such a record, transient when the schema
+    /// registry could not be asked.
+    pub fn decode<T>(
+        &self,
+        codec: &crate::schema::AvroCodec<T>,
+        what: &str,
+    ) -> Result<T, StageError>
+    where
+        T: serde::Serialize + serde::de::DeserializeOwned,
+    {
+        let payload = self
+            .payload
+            .ok_or_else(|| Poison::new("empty", "record has no value"))?;
+        codec
+            .decode(payload)
+            .map_err(|e| StageError::undecodable(e, what))
+    }
+}
+
 /// One record to produce.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Output {

@@ -247,14 +247,7 @@ impl Stage for Burst {
         record: &InputRecord<'_>,
         out: &mut Vec<Output>,
     ) -> Result<(), StageError> {
-        let payload = record
-            .payload
-            .ok_or_else(|| Poison::new("empty", "record has no value"))?;
-        let event = self
-            .codecs
-            .enriched
-            .decode(payload)
-            .map_err(|e| StageError::undecodable(e, "an EnrichedAuditEvent"))?;
+        let event = record.decode(&self.codecs.enriched, "an EnrichedAuditEvent")?;
         let alert = self.observe(&event, record.partition);
         self.principals.set(self.state.len() as i64);
         if let Some(alert) = alert {

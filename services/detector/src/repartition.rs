@@ -6,7 +6,7 @@
 //! Exactly-once like every runner task: an event reaches the repartition topic
 //! once, atomically with the enriched topic's offset.
 
-use scimtrail_core::runner::{InputRecord, Output, Poison, Stage, StageError};
+use scimtrail_core::runner::{InputRecord, Output, Stage, StageError};
 use scimtrail_core::schema::{AvroCodec, EnrichedAuditEvent};
 
 pub struct ByPrincipal {
@@ -29,13 +29,7 @@ impl Stage for ByPrincipal {
         record: &InputRecord<'_>,
         out: &mut Vec<Output>,
     ) -> Result<(), StageError> {
-        let payload = record
-            .payload
-            .ok_or_else(|| Poison::new("empty", "record has no value"))?;
-        let event = self
-            .codec
-            .decode(payload)
-            .map_err(|e| StageError::undecodable(e, "an EnrichedAuditEvent"))?;
+        let event = record.decode(&self.codec, "an EnrichedAuditEvent")?;
         // Only changes count towards bursts; reads and denials stay behind
         // until a rule needs them.
         if !event.event.action.is_write() {
@@ -44,7 +38,7 @@ impl Stage for ByPrincipal {
         out.push(Output {
             topic: self.output_topic.clone(),
             key: Some(event.event.principal.id.into_bytes()),
-            payload: payload.to_vec(),
+            payload: record.payload.unwrap_or_default().to_vec(),
             partition: None,
             headers: Vec::new(),
         });

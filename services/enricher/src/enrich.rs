@@ -235,14 +235,7 @@ impl Stage for Enricher {
         record: &InputRecord<'_>,
         out: &mut Vec<Output>,
     ) -> Result<(), StageError> {
-        let payload = record
-            .payload
-            .ok_or_else(|| Poison::new("empty", "record has no value"))?;
-        let event = self
-            .codecs
-            .audit_event
-            .decode(payload)
-            .map_err(|e| StageError::undecodable(e, "an AuditEvent"))?;
+        let event = record.decode(&self.codecs.audit_event, "an AuditEvent")?;
         let key = event.partition_key();
         let mut enriched = self.enrich(event, record.partition);
         let head = self.heads.get(&record.partition).copied();
