@@ -334,6 +334,7 @@ impl<S: Stage> Runner<S> {
         stage: S,
         metrics: RunnerMetrics,
         health: Arc<TaskHealth>,
+        shutdown: &CancellationToken,
     ) -> Result<Self, RunnerError> {
         let transactional_id = format!("{}-{}", spec.group_id, kafka.instance_id());
         let consumer: BaseConsumer<RunnerContext> =
@@ -367,14 +368,22 @@ impl<S: Stage> Runner<S> {
             )),
             None => None,
         };
-        let mut attempt = 0;
+        // Short attempts, retried until Kafka answers or shutdown is asked
+        // for: a broker that is down at start-up leaves the service alive but
+        // not ready, and SIGTERM still stops it within seconds.
         loop {
-            match producer.init_transactions(op_timeout) {
+            health.beat();
+            match producer.init_transactions(Duration::from_secs(5).min(op_timeout)) {
                 Ok(()) => break,
-                Err(e) if classify(&e) == ErrorClass::Retriable && attempt < 10 => {
-                    attempt += 1;
+                Err(e) if classify(&e) == ErrorClass::Retriable => {
+                    if shutdown.is_cancelled() {
+                        return Err(RunnerError::Kafka {
+                            context: "init transactions (interrupted by shutdown)",
+                            source: e,
+                        });
+                    }
                     tracing::warn!(message = "init_transactions failed; retrying", task = %spec.task, error = %e);
-                    std::thread::sleep(Duration::from_secs(1));
+                    std::thread::sleep(Duration::from_millis(500));
                 }
                 Err(source) => {
                     return Err(RunnerError::Kafka {
@@ -913,7 +922,15 @@ pub async fn spawn<S: Stage + 'static>(
 ) -> Result<(), RunnerError> {
     let task = spec.task.clone();
     let joined = tokio::task::spawn_blocking(move || {
-        let runner = Runner::new(spec, &kafka, stage, metrics, health)?;
+        let runner = match Runner::new(spec, &kafka, stage, metrics, health, &shutdown) {
+            Ok(r) => r,
+            // Asked to stop before Kafka ever answered: nothing to drain.
+            Err(e) if shutdown.is_cancelled() => {
+                tracing::info!(message = "stopped before the runner started", reason = %e);
+                return Ok(());
+            }
+            Err(e) => return Err(e),
+        };
         runner.run(shutdown)
     })
     .await;
