@@ -85,6 +85,7 @@ pub struct Names {
     pub enriched: String,
     pub alerts: String,
     pub dlq: String,
+    pub checkpoints: String,
 }
 
 impl Names {
@@ -99,6 +100,7 @@ impl Names {
             enriched: format!("{prefix}.enriched"),
             alerts: format!("{prefix}.alerts"),
             dlq: format!("{prefix}.dlq"),
+            checkpoints: format!("{prefix}.checkpoints"),
             prefix,
         }
     }
@@ -124,6 +126,7 @@ impl Names {
             ("SCIMTRAIL__TOPICS__ENRICHED", self.enriched.clone()),
             ("SCIMTRAIL__TOPICS__ALERTS", self.alerts.clone()),
             ("SCIMTRAIL__TOPICS__DLQ", self.dlq.clone()),
+            ("SCIMTRAIL__TOPICS__CHECKPOINTS", self.checkpoints.clone()),
             (
                 "SCIMTRAIL__TOPICS__INTERNAL_PREFIX",
                 format!("{}.internal.", self.prefix),
@@ -404,6 +407,8 @@ pub struct Pipeline {
     pub services: Vec<Service>,
     pub receiver: Receiver,
     pub log_dir: PathBuf,
+    /// Verifies the enricher's chain checkpoints.
+    pub checkpoint_key: ed25519_dalek::VerifyingKey,
 }
 
 impl Pipeline {
@@ -427,6 +432,15 @@ impl Pipeline {
             String::from_utf8_lossy(&out.stderr)
         );
         let receiver = Receiver::start(fail_first).await;
+        // A fresh checkpoint signing key per test, as `openssl genpkey
+        // -algorithm ed25519` would write it.
+        let signing = ed25519_dalek::SigningKey::from_bytes(&rand_seed());
+        let key_file = log_dir.join("checkpoint-key.pem");
+        {
+            use ed25519_dalek::pkcs8::{spki::der::pem::LineEnding, EncodePrivateKey};
+            let pem = signing.to_pkcs8_pem(LineEnding::LF).expect("pem");
+            std::fs::write(&key_file, pem.as_bytes()).expect("write key");
+        }
         let mut services = Vec::new();
         for i in 1..=instances {
             let mut env = names.env();
@@ -437,6 +451,14 @@ impl Pipeline {
             env.push(("SCIMTRAIL__SINK__WEBHOOKS".into(), receiver.url.clone()));
             env.push(("SCIMTRAIL__SINK__INITIAL_BACKOFF_MS".into(), "100".into()));
             env.push(("SCIMTRAIL__SINK__MAX_BACKOFF_MS".into(), "400".into()));
+            env.push((
+                "SCIMTRAIL__ENRICHER__CHECKPOINT_KEY_FILE".into(),
+                key_file.display().to_string(),
+            ));
+            env.push((
+                "SCIMTRAIL__ENRICHER__CHECKPOINT_EVERY_EVENTS".into(),
+                "10".into(),
+            ));
             for (on, stage) in [
                 (stages.ingest, "ingest"),
                 (stages.enricher, "enricher"),
@@ -461,6 +483,7 @@ impl Pipeline {
             services,
             receiver,
             log_dir,
+            checkpoint_key: signing.verifying_key(),
         }
     }
 
@@ -749,4 +772,54 @@ print(seq)
         .trim()
         .parse()
         .expect("count")
+}
+
+fn rand_seed() -> [u8; 32] {
+    let a = uuid::Uuid::new_v4().into_bytes();
+    let b = uuid::Uuid::new_v4().into_bytes();
+    let mut seed = [0u8; 32];
+    seed[..16].copy_from_slice(&a);
+    seed[16..].copy_from_slice(&b);
+    seed
+}
+
+/// Checks every checkpoint: signed by `key`, and naming the head hash of the
+/// chain link at its sequence in the enriched records. Returns how many there
+/// were per partition.
+pub fn verify_checkpoints(
+    checkpoints: &[OwnedMessage],
+    enriched: &[OwnedMessage],
+    key: &ed25519_dalek::VerifyingKey,
+    skip_key: &[u8],
+) -> BTreeMap<i32, usize> {
+    let codecs = scimtrail_core::schema::avro::Codecs::single_object().expect("codecs");
+    let mut links: HashMap<(i32, i64), String> = HashMap::new();
+    for m in enriched.iter().filter(|m| m.key() != Some(skip_key)) {
+        let e = codecs
+            .enriched
+            .decode(m.payload().expect("payload"))
+            .expect("decodes");
+        let link = e.chain.expect("chained");
+        links.insert((link.partition, link.sequence), link.hash);
+    }
+    let mut counts = BTreeMap::new();
+    for m in checkpoints {
+        let cp = codecs
+            .checkpoint
+            .decode(m.payload().expect("payload"))
+            .expect("checkpoint decodes");
+        assert!(
+            scimtrail_core::chain::verify_checkpoint(&cp, key),
+            "bad signature on {cp:?}"
+        );
+        assert_eq!(
+            links.get(&(cp.partition, cp.sequence)),
+            Some(&cp.head_hash),
+            "checkpoint {}/{} names a head the chain does not have",
+            cp.partition,
+            cp.sequence
+        );
+        *counts.entry(cp.partition).or_default() += 1;
+    }
+    counts
 }

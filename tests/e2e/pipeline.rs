@@ -169,6 +169,23 @@ async fn pipeline_delivers_each_event_once_dead_letters_bad_input_and_alerts_on_
     // instances share the partitions and the oversized event was dropped.
     let chains = verify_chains(&enriched, b"junk");
     assert_eq!(chains.values().sum::<usize>(), valid.len());
+    // Every 10 events of a partition the enricher signed a checkpoint of its head.
+    let expected_checkpoints: usize = chains.values().map(|n| n / 10).sum();
+    let checkpoints = consume(
+        &names.checkpoints,
+        expected_checkpoints,
+        Duration::from_secs(30),
+        Duration::from_secs(1),
+    )
+    .await;
+    let counts = verify_checkpoints(&checkpoints, &enriched, &p.checkpoint_key, b"junk");
+    for (partition, n) in &chains {
+        assert_eq!(
+            counts.get(partition).copied().unwrap_or(0),
+            n / 10,
+            "checkpoints of partition {partition}"
+        );
+    }
     // And so does the independent verifier an analyst would write (docs/enricher.md).
     for (partition, length) in &chains {
         assert_eq!(
@@ -480,6 +497,17 @@ async fn enricher_killed_mid_stream_loses_and_duplicates_nothing() {
     // Across the crash the chains continue: no gap, no fork, no restart at 0.
     let chains = verify_chains(&enriched, b"junk");
     assert_eq!(chains.len(), 3, "every partition has a chain");
+    // Checkpoints made before and after the crash all name real chain heads.
+    let checkpoints = consume(
+        &names.checkpoints,
+        valid.len() / 10 - 12,
+        Duration::from_secs(30),
+        Duration::from_secs(1),
+    )
+    .await;
+    let counts = verify_checkpoints(&checkpoints, &enriched, &p.checkpoint_key, b"junk");
+    // A resume restarts the count, so each can cost at most one checkpoint.
+    assert!(counts.values().sum::<usize>() >= valid.len() / 10 - 12);
 
     assert_eq!(
         unprocessed(&names.group("enricher"), &names.events, 3).await,

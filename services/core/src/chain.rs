@@ -13,10 +13,14 @@
 //! enums as their symbol, timestamps as integers (milliseconds). The first
 //! event's `prev_hash` is 32 zero bytes. Editing, deleting, inserting or
 //! reordering any event breaks every link after it.
+//!
+//! Every N events or T seconds the writer also signs a [`ChainCheckpoint`]
+//! of a partition's head with Ed25519, so a chain rebuilt from its start by
+//! someone without the key is detected too.
 
 use sha2::{Digest, Sha256};
 
-use crate::schema::{ChainLink, EnrichedAuditEvent};
+use crate::schema::{ChainCheckpoint, ChainLink, EnrichedAuditEvent};
 
 /// `prev_hash` of the first event of a chain.
 pub const GENESIS: [u8; 32] = [0; 32];
@@ -149,6 +153,94 @@ pub fn verify<'a>(
     Ok(head)
 }
 
+/// Signs chain checkpoints with an Ed25519 key.
+pub struct Signer {
+    key: ed25519_dalek::SigningKey,
+    key_id: String,
+}
+
+/// Id of a public key: the first 16 hex characters of SHA-256 over its 32 bytes.
+pub fn key_id(public: &ed25519_dalek::VerifyingKey) -> String {
+    hex::encode(&Sha256::digest(public.as_bytes())[..8])
+}
+
+/// The bytes a checkpoint's signature covers: its JCS with `signature` empty.
+pub fn checkpoint_message(cp: &ChainCheckpoint) -> Result<Vec<u8>, ChainError> {
+    let mut unsigned = cp.clone();
+    unsigned.signature = String::new();
+    serde_jcs::to_vec(&unsigned).map_err(|e| ChainError::Canonical(e.to_string()))
+}
+
+impl Signer {
+    pub fn new(key: ed25519_dalek::SigningKey) -> Self {
+        let key_id = key_id(&key.verifying_key());
+        Signer { key, key_id }
+    }
+
+    /// Reads a PKCS#8 PEM Ed25519 private key (as `openssl genpkey -algorithm
+    /// ed25519` writes it).
+    pub fn from_pem_file(path: &std::path::Path) -> Result<Self, String> {
+        use ed25519_dalek::pkcs8::DecodePrivateKey;
+        let pem = std::fs::read_to_string(path)
+            .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        let key = ed25519_dalek::SigningKey::from_pkcs8_pem(&pem).map_err(|e| {
+            format!(
+                "{} is not a PKCS#8 PEM Ed25519 private key: {e}",
+                path.display()
+            )
+        })?;
+        Ok(Signer::new(key))
+    }
+
+    pub fn key_id(&self) -> &str {
+        &self.key_id
+    }
+
+    pub fn verifying_key(&self) -> ed25519_dalek::VerifyingKey {
+        self.key.verifying_key()
+    }
+
+    /// A signed checkpoint of `head` in `topic`/`partition` at `time_ms`.
+    pub fn checkpoint(
+        &self,
+        topic: &str,
+        partition: i32,
+        head: Head,
+        time_ms: i64,
+    ) -> Result<ChainCheckpoint, ChainError> {
+        use ed25519_dalek::Signer as _;
+        let mut cp = ChainCheckpoint {
+            topic: topic.to_string(),
+            partition,
+            sequence: head.sequence,
+            head_hash: hex::encode(head.hash),
+            time: time_ms,
+            key_id: self.key_id.clone(),
+            signature: String::new(),
+        };
+        let signature = self.key.sign(&checkpoint_message(&cp)?);
+        cp.signature = hex::encode(signature.to_bytes());
+        Ok(cp)
+    }
+}
+
+/// Whether `cp` is signed by `public` (and names that key).
+pub fn verify_checkpoint(cp: &ChainCheckpoint, public: &ed25519_dalek::VerifyingKey) -> bool {
+    let Ok(bytes) = hex::decode(&cp.signature) else {
+        return false;
+    };
+    let Ok(bytes) = <[u8; 64]>::try_from(bytes.as_slice()) else {
+        return false;
+    };
+    let Ok(message) = checkpoint_message(cp) else {
+        return false;
+    };
+    cp.key_id == key_id(public)
+        && public
+            .verify_strict(&message, &ed25519_dalek::Signature::from_bytes(&bytes))
+            .is_ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -178,6 +270,41 @@ mod tests {
             hex::encode(link_hash(&GENESIS, &e).expect("hash")),
             "f9a62f65745aaf8db4a289b7ded35079413e45bc675fbbb2d7ae7adf36077036"
         );
+    }
+
+    #[test]
+    fn checkpoints_are_signed_and_tampering_is_detected() {
+        let signer = Signer::new(ed25519_dalek::SigningKey::from_bytes(&[7u8; 32]));
+        let head = Head {
+            sequence: 41,
+            hash: [9u8; 32],
+        };
+        let cp = signer
+            .checkpoint("audit.enriched.v1", 2, head, 1_000)
+            .expect("sign");
+        assert_eq!(cp.key_id.len(), 16);
+        assert!(verify_checkpoint(&cp, &signer.verifying_key()));
+        let mut rolled_back = cp.clone();
+        rolled_back.sequence = 40;
+        assert!(!verify_checkpoint(&rolled_back, &signer.verifying_key()));
+        let other = Signer::new(ed25519_dalek::SigningKey::from_bytes(&[8u8; 32]));
+        assert!(
+            !verify_checkpoint(&cp, &other.verifying_key()),
+            "unknown key"
+        );
+    }
+
+    #[test]
+    fn signing_keys_load_from_pkcs8_pem() {
+        use ed25519_dalek::pkcs8::{spki::der::pem::LineEnding, EncodePrivateKey};
+        let key = ed25519_dalek::SigningKey::from_bytes(&[3u8; 32]);
+        let pem = key.to_pkcs8_pem(LineEnding::LF).expect("pem");
+        let f = tempfile::NamedTempFile::new().expect("tempfile");
+        std::fs::write(f.path(), pem.as_bytes()).expect("write");
+        let signer = Signer::from_pem_file(f.path()).expect("loads");
+        assert_eq!(signer.verifying_key(), key.verifying_key());
+        std::fs::write(f.path(), "not a key").expect("write");
+        assert!(Signer::from_pem_file(f.path()).is_err());
     }
 
     #[test]

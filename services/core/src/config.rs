@@ -323,6 +323,9 @@ pub struct TopicsConfig {
     /// Dead letters: the original bytes, the reason in headers.
     #[serde(default = "default_dlq")]
     pub dlq: String,
+    /// Signed chain checkpoints (`ChainCheckpoint`), Avro.
+    #[serde(default = "default_checkpoints")]
+    pub checkpoints: String,
     /// Prefix of internal topics (the detector's repartition topics).
     #[serde(default = "default_internal_prefix")]
     pub internal_prefix: String,
@@ -353,6 +356,9 @@ fn default_alerts() -> String {
 fn default_dlq() -> String {
     "audit.dlq.v1".into()
 }
+fn default_checkpoints() -> String {
+    "audit.checkpoints.v1".into()
+}
 fn default_internal_prefix() -> String {
     "scimtrail-internal.".into()
 }
@@ -371,6 +377,7 @@ impl Default for TopicsConfig {
             enriched: default_enriched(),
             alerts: default_alerts(),
             dlq: default_dlq(),
+            checkpoints: default_checkpoints(),
             internal_prefix: default_internal_prefix(),
             partitions: default_partitions(),
             replication_factor: default_replication_factor(),
@@ -381,13 +388,14 @@ impl Default for TopicsConfig {
 
 impl TopicsConfig {
     /// The public topics, in pipeline order.
-    pub fn all(&self) -> [&str; 5] {
+    pub fn all(&self) -> [&str; 6] {
         [
             &self.raw,
             &self.events,
             &self.enriched,
             &self.alerts,
             &self.dlq,
+            &self.checkpoints,
         ]
     }
 
@@ -405,6 +413,7 @@ impl Validate for TopicsConfig {
             ("topics.enriched", &self.enriched),
             ("topics.alerts", &self.alerts),
             ("topics.dlq", &self.dlq),
+            ("topics.checkpoints", &self.checkpoints),
         ] {
             if name.is_empty() || name.len() > 249 {
                 return Err(ConfigError::invalid(key, "must be 1 to 249 characters"));
@@ -424,7 +433,7 @@ impl Validate for TopicsConfig {
         let mut names: Vec<&str> = self.all().to_vec();
         names.sort_unstable();
         names.dedup();
-        if names.len() != 5 {
+        if names.len() != self.all().len() {
             return Err(ConfigError::invalid(
                 "topics",
                 "every topic needs a distinct name",

@@ -147,6 +147,21 @@ fn every_type_round_trips_through_its_schema() {
             .expect("decode"),
         en
     );
+    let cp = ChainCheckpoint {
+        topic: "audit.enriched.v1".into(),
+        partition: 1,
+        sequence: 999,
+        head_hash: "cd".repeat(32),
+        time: 1_767_225_600_000,
+        key_id: "0123456789abcdef".into(),
+        signature: "ef".repeat(64),
+    };
+    assert_eq!(
+        c.checkpoint
+            .decode(&c.checkpoint.encode(&cp).expect("encode"))
+            .expect("decode"),
+        cp
+    );
     let al = sample_alert();
     assert_eq!(
         c.alert
@@ -242,7 +257,12 @@ fn every_field_has_doc(v: &Value, at: &str, missing: &mut Vec<String>) {
 
 #[test]
 fn every_field_is_documented() {
-    for name in ["audit_event", "enriched_audit_event", "alert"] {
+    for name in [
+        "audit_event",
+        "enriched_audit_event",
+        "alert",
+        "chain_checkpoint",
+    ] {
         let text =
             std::fs::read_to_string(repo().join(format!("schemas/{name}.avsc"))).expect("read");
         let v: Value = serde_json::from_str(&text).expect("JSON");
@@ -314,6 +334,7 @@ fn schema_changes_are_backward_compatible_with_every_committed_version() {
         "audit_event.avsc",
         "enriched_audit_event.avsc",
         "alert.avsc",
+        "chain_checkpoint.avsc",
     ] {
         let v = versions(file);
         for (i, (new_at, new)) in v.iter().enumerate() {

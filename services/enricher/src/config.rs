@@ -15,6 +15,25 @@ pub struct EnricherConfig {
     /// the client, changes them on every write.
     #[serde(default = "default_ignored")]
     pub ignored_attributes: Vec<String>,
+    /// PKCS#8 PEM Ed25519 private key (`openssl genpkey -algorithm ed25519`)
+    /// that signs chain checkpoints. Unset: no checkpoints are written.
+    #[serde(default)]
+    pub checkpoint_key_file: Option<std::path::PathBuf>,
+    /// Sign a checkpoint of a partition's chain head after this many events...
+    #[serde(default = "default_checkpoint_every_events")]
+    pub checkpoint_every_events: u64,
+    /// ...or when this many seconds have passed since the last (checked as
+    /// events arrive).
+    #[serde(default = "default_checkpoint_interval_secs")]
+    pub checkpoint_interval_secs: u64,
+}
+
+fn default_checkpoint_every_events() -> u64 {
+    1000
+}
+
+fn default_checkpoint_interval_secs() -> u64 {
+    60
 }
 
 fn default_true() -> bool {
@@ -30,6 +49,9 @@ impl Default for EnricherConfig {
         EnricherConfig {
             include_snapshots: true,
             ignored_attributes: default_ignored(),
+            checkpoint_key_file: None,
+            checkpoint_every_events: default_checkpoint_every_events(),
+            checkpoint_interval_secs: default_checkpoint_interval_secs(),
         }
     }
 }
@@ -41,6 +63,16 @@ impl Validate for EnricherConfig {
                 "enricher.ignored_attributes",
                 "names must not be empty",
             ));
+        }
+        if self.checkpoint_every_events == 0 || self.checkpoint_interval_secs == 0 {
+            return Err(ConfigError::invalid(
+                "enricher.checkpoint_every_events",
+                "checkpoint_every_events and checkpoint_interval_secs must be positive",
+            ));
+        }
+        if let Some(path) = &self.checkpoint_key_file {
+            scimtrail_core::chain::Signer::from_pem_file(path)
+                .map_err(|e| ConfigError::invalid("enricher.checkpoint_key_file", e))?;
         }
         Ok(())
     }

@@ -12,6 +12,29 @@ use scimtrail_core::state::TxState;
 use crate::config::EnricherConfig;
 use crate::diff::diff;
 
+/// A partition's chain head and checkpoint bookkeeping.
+#[derive(Debug, Clone, Copy)]
+struct ChainState {
+    head: chain::Head,
+    since_checkpoint: u64,
+    last_checkpoint_ms: i64,
+}
+
+/// When and where checkpoints are written.
+pub struct Checkpoints {
+    pub signer: chain::Signer,
+    pub topic: String,
+    pub every_events: u64,
+    pub interval_ms: i64,
+}
+
+impl Checkpoints {
+    fn due(&self, state: &ChainState, now: i64) -> bool {
+        state.since_checkpoint >= self.every_events
+            || now - state.last_checkpoint_ms >= self.interval_ms
+    }
+}
+
 pub struct Enricher {
     config: EnricherConfig,
     codecs: Codecs,
@@ -19,9 +42,11 @@ pub struct Enricher {
     /// Last known state of each resource, by resource key.
     state: TxState<String, Value>,
     /// Head of the hash chain of each output partition (same number as input).
-    heads: TxState<i32, chain::Head>,
+    heads: TxState<i32, ChainState>,
     /// Partition and previous head of the last link made, for `output_rejected`.
-    last_link: Option<(i32, Option<chain::Head>)>,
+    last_link: Option<(i32, Option<ChainState>)>,
+    /// Signs chain checkpoints, when a key is configured.
+    checkpoints: Option<Checkpoints>,
     partial: IntCounterVec,
     resources: IntGauge,
     clock: fn() -> i64,
@@ -59,6 +84,7 @@ impl Enricher {
             state: TxState::new(),
             heads: TxState::new(),
             last_link: None,
+            checkpoints: None,
             partial,
             resources: scimtrail_core::metrics::gauge(
                 registry,
@@ -68,6 +94,13 @@ impl Enricher {
             ),
             clock: wall_clock_ms,
         }
+    }
+
+    /// Signs a checkpoint of each partition's chain head every
+    /// `every_events` events or `interval_ms` (checked as events arrive).
+    pub fn with_checkpoints(mut self, checkpoints: Checkpoints) -> Self {
+        self.checkpoints = Some(checkpoints);
+        self
     }
 
     pub fn with_clock(mut self, clock: fn() -> i64) -> Self {
@@ -238,11 +271,30 @@ impl Stage for Enricher {
         let event = record.decode(&self.codecs.audit_event, "an AuditEvent")?;
         let key = event.partition_key();
         let mut enriched = self.enrich(event, record.partition);
-        let head = self.heads.get(&record.partition).copied();
-        let next = chain::append(head, record.partition, &mut enriched)
+        let partition = record.partition;
+        let prior = self.heads.get(&partition).copied();
+        let head = chain::append(prior.map(|c| c.head), partition, &mut enriched)
             .map_err(|e| Poison::new("unchainable", e.to_string()))?;
-        self.heads.insert(record.partition, record.partition, next);
-        self.last_link = Some((record.partition, head));
+        let now = (self.clock)();
+        let mut state = ChainState {
+            head,
+            since_checkpoint: prior.map_or(0, |c| c.since_checkpoint) + 1,
+            last_checkpoint_ms: prior.map_or(now, |c| c.last_checkpoint_ms),
+        };
+        let checkpoint = match &self.checkpoints {
+            Some(cp) if cp.due(&state, now) => {
+                state.since_checkpoint = 0;
+                state.last_checkpoint_ms = now;
+                Some(
+                    cp.signer
+                        .checkpoint(&self.output_topic, partition, head, now)
+                        .map_err(|e| Poison::new("unchainable", e.to_string()))?,
+                )
+            }
+            _ => None,
+        };
+        self.heads.insert(partition, partition, state);
+        self.last_link = Some((partition, prior));
         let bytes = self.codecs.enriched.encode(&enriched).map_err(|e| {
             Poison::new(
                 "unencodable",
@@ -253,9 +305,23 @@ impl Stage for Enricher {
             topic: self.output_topic.clone(),
             key: Some(key.into_bytes()),
             payload: bytes,
-            partition: Some(record.partition),
+            partition: Some(partition),
             headers: Vec::new(),
         });
+        // After the event it vouches for: if the event cannot be written, the
+        // runner stops at it and the checkpoint is not written either.
+        if let (Some(cp), Some(config)) = (checkpoint, &self.checkpoints) {
+            let bytes = self.codecs.checkpoint.encode(&cp).map_err(|e| {
+                Poison::new("unencodable", format!("cannot encode the checkpoint: {e}"))
+            })?;
+            out.push(Output {
+                topic: config.topic.clone(),
+                key: Some(format!("{}/{partition}", self.output_topic).into_bytes()),
+                payload: bytes,
+                partition: None,
+                headers: Vec::new(),
+            });
+        }
         Ok(())
     }
 
@@ -309,7 +375,12 @@ impl Stage for Enricher {
                     partition,
                     sequence = head.sequence
                 );
-                self.heads.insert(partition, partition, head);
+                let state = ChainState {
+                    head,
+                    since_checkpoint: 0,
+                    last_checkpoint_ms: (self.clock)(),
+                };
+                self.heads.insert(partition, partition, state);
                 self.heads.commit();
                 return Ok(());
             }

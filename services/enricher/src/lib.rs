@@ -74,12 +74,25 @@ pub async fn run(config_file: Option<PathBuf>) -> anyhow::Result<()> {
     let framing = Framing::from_config(&common.schema_registry)?;
     let topics = common.topics.clone();
     let codecs = tokio::task::spawn_blocking(move || Codecs::new(framing, &topics)).await??;
-    let stage = Enricher::new(
+    let mut stage = Enricher::new(
         app.config.stage.clone(),
         codecs,
         common.topics.enriched.clone(),
         &app.registry,
     );
+    if let Some(path) = &app.config.stage.checkpoint_key_file {
+        let signer = scimtrail_core::chain::Signer::from_pem_file(path)
+            .map_err(|e| anyhow::anyhow!("enricher.checkpoint_key_file: {e}"))?;
+        tracing::info!(message = "chain checkpoints on", key_id = signer.key_id(), topic = %common.topics.checkpoints);
+        stage = stage.with_checkpoints(enrich::Checkpoints {
+            signer,
+            topic: common.topics.checkpoints.clone(),
+            every_events: app.config.stage.checkpoint_every_events,
+            interval_ms: (app.config.stage.checkpoint_interval_secs * 1000) as i64,
+        });
+    } else {
+        tracing::warn!(message = "chain checkpoints off: enricher.checkpoint_key_file is not set");
+    }
     let spec = RunnerSpec {
         task: SERVICE.into(),
         stage: SERVICE.into(),

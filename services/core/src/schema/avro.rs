@@ -385,6 +385,7 @@ pub struct Codecs {
     pub audit_event: AvroCodec<super::AuditEvent>,
     pub enriched: AvroCodec<super::EnrichedAuditEvent>,
     pub alert: AvroCodec<super::Alert>,
+    pub checkpoint: AvroCodec<super::ChainCheckpoint>,
 }
 
 impl Codecs {
@@ -404,8 +405,13 @@ impl Codecs {
             )?,
             alert: AvroCodec::with_framing(
                 super::ALERT_AVSC,
-                framing,
+                framing.clone(),
                 &format!("{}-value", topics.alerts),
+            )?,
+            checkpoint: AvroCodec::with_framing(
+                super::CHAIN_CHECKPOINT_AVSC,
+                framing,
+                &format!("{}-value", topics.checkpoints),
             )?,
         })
     }

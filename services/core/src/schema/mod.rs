@@ -13,8 +13,9 @@ pub mod types;
 
 pub use avro::{AvroCodec, CodecError, Framing};
 pub use types::{
-    Alert, AttributeChange, AuditAction, AuditEvent, ChainLink, ChangeKind, EnrichedAuditEvent,
-    Outcome, Principal, Request, Resource, Response, ScimError, Severity, Source, Target,
+    Alert, AttributeChange, AuditAction, AuditEvent, ChainCheckpoint, ChainLink, ChangeKind,
+    EnrichedAuditEvent, Outcome, Principal, Request, Resource, Response, ScimError, Severity,
+    Source, Target,
 };
 
 /// `schemas/audit_event.avsc`.
@@ -24,6 +25,8 @@ pub const ENRICHED_AUDIT_EVENT_AVSC: &str =
     include_str!("../../../../schemas/enriched_audit_event.avsc");
 /// `schemas/alert.avsc`.
 pub const ALERT_AVSC: &str = include_str!("../../../../schemas/alert.avsc");
+/// `schemas/chain_checkpoint.avsc`.
+pub const CHAIN_CHECKPOINT_AVSC: &str = include_str!("../../../../schemas/chain_checkpoint.avsc");
 /// `schemas/scim-raw.schema.json`.
 pub const RAW_JSON_SCHEMA: &str = include_str!("../../../../schemas/scim-raw.schema.json");
 

@@ -230,3 +230,18 @@ pub struct Alert {
     pub principal: Option<String>,
     pub labels: BTreeMap<String, String>,
 }
+
+/// `schemas/chain_checkpoint.avsc` (see [`crate::chain::Signer`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChainCheckpoint {
+    pub topic: String,
+    pub partition: i32,
+    pub sequence: i64,
+    /// Lower-case hex.
+    pub head_hash: String,
+    /// Milliseconds since the Unix epoch.
+    pub time: i64,
+    pub key_id: String,
+    /// Lower-case hex Ed25519 signature.
+    pub signature: String,
+}
