@@ -17,7 +17,7 @@ since() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.1f", b - a }'; }
 ensure_build_deps() {
   command -v cargo >/dev/null 2>&1 || die "cargo not found: install Rust (https://rustup.rs) first"
   local missing=()
-  for pkg in build-essential pkg-config libssl-dev zlib1g-dev curl; do
+  for pkg in build-essential pkg-config libssl-dev zlib1g-dev curl openssl; do
     dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
   done
   if ((${#missing[@]})); then
