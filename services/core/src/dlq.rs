@@ -15,6 +15,43 @@ pub const SOURCE_OFFSET: &str = "scimtrail.dlq.source.offset";
 /// When it was rejected, RFC 3339.
 pub const TIME: &str = "scimtrail.dlq.time";
 
+/// The headers of a dead letter for `record`, rejected by `stage` for
+/// `poison`: ours first, then the record's own, for full fidelity on replay.
+pub fn headers<M: rdkafka::Message>(
+    stage: &str,
+    poison: &Poison,
+    record: &M,
+) -> rdkafka::message::OwnedHeaders {
+    use rdkafka::message::{Header, Headers, OwnedHeaders};
+    let time = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    let partition = record.partition().to_string();
+    let offset = record.offset().to_string();
+    let mut h = OwnedHeaders::new();
+    for (key, value) in [
+        (REASON, poison.reason.as_str()),
+        (KIND, poison.kind),
+        (STAGE, stage),
+        (SOURCE_TOPIC, record.topic()),
+        (SOURCE_PARTITION, partition.as_str()),
+        (SOURCE_OFFSET, offset.as_str()),
+        (TIME, time.as_str()),
+    ] {
+        h = h.insert(Header {
+            key,
+            value: Some(value),
+        });
+    }
+    if let Some(orig) = record.headers() {
+        for hd in orig.iter() {
+            h = h.insert(Header {
+                key: hd.key,
+                value: hd.value,
+            });
+        }
+    }
+    h
+}
+
 /// Why a record could not be processed. The runner routes it to the DLQ inside
 /// the same transaction as the batch's output, so it is neither lost nor retried
 /// forever, and the records around it flow on.

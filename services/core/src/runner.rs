@@ -36,7 +36,7 @@ use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance};
 use rdkafka::error::KafkaError;
-use rdkafka::message::{Header, Headers, OwnedHeaders, OwnedMessage};
+use rdkafka::message::{Header, OwnedHeaders, OwnedMessage};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{ClientContext, Message, Offset, TopicPartitionList};
@@ -89,6 +89,36 @@ pub struct Output {
     /// An explicit partition; `None` lets the partitioner choose by key.
     pub partition: Option<i32>,
     pub headers: Vec<(String, Vec<u8>)>,
+}
+
+impl Output {
+    /// A keyed record; the partitioner picks its partition from the key.
+    pub fn keyed(topic: impl Into<String>, key: impl Into<Vec<u8>>, payload: Vec<u8>) -> Self {
+        Output {
+            topic: topic.into(),
+            key: Some(key.into()),
+            payload,
+            partition: None,
+            headers: Vec::new(),
+        }
+    }
+
+    /// The same record on an explicit partition.
+    pub fn on_partition(mut self, partition: i32) -> Self {
+        self.partition = Some(partition);
+        self
+    }
+
+    fn owned_headers(&self) -> OwnedHeaders {
+        let mut h = OwnedHeaders::new_with_capacity(self.headers.len());
+        for (key, value) in &self.headers {
+            h = h.insert(Header {
+                key,
+                value: Some(value.as_slice()),
+            });
+        }
+        h
+    }
 }
 
 /// Why a stage did not transform a record.
@@ -625,7 +655,7 @@ impl<S: Stage> Runner<S> {
                             o.key.as_deref(),
                             &o.payload,
                             o.partition,
-                            &o.headers,
+                            o.owned_headers(),
                         ) {
                             Ok(()) => *produced.entry(o.topic.clone()).or_default() += 1,
                             Err(e) if unproducible(&e) => {
@@ -660,14 +690,14 @@ impl<S: Stage> Runner<S> {
                     reason = %poison.reason,
                 );
                 *dead.entry(poison.kind).or_default() += 1;
-                let headers = self.dlq_headers(m, &poison);
+                let headers = crate::dlq::headers(&self.spec.stage, &poison, m);
                 let dlq = self.spec.dlq_topic.clone();
                 match self.send(
                     &dlq,
                     m.key(),
                     m.payload().unwrap_or_default(),
                     None,
-                    &headers,
+                    headers,
                 ) {
                     Ok(()) => *produced.entry(dlq).or_default() += 1,
                     Err(e) => produce_error = Some(e),
@@ -813,48 +843,6 @@ impl<S: Stage> Runner<S> {
         Ok(())
     }
 
-    fn dlq_headers(&self, m: &OwnedMessage, poison: &Poison) -> Vec<(String, Vec<u8>)> {
-        let mut h = vec![
-            (
-                crate::dlq::REASON.to_string(),
-                poison.reason.clone().into_bytes(),
-            ),
-            (
-                crate::dlq::KIND.to_string(),
-                poison.kind.as_bytes().to_vec(),
-            ),
-            (
-                crate::dlq::STAGE.to_string(),
-                self.spec.stage.clone().into_bytes(),
-            ),
-            (
-                crate::dlq::SOURCE_TOPIC.to_string(),
-                m.topic().as_bytes().to_vec(),
-            ),
-            (
-                crate::dlq::SOURCE_PARTITION.to_string(),
-                m.partition().to_string().into_bytes(),
-            ),
-            (
-                crate::dlq::SOURCE_OFFSET.to_string(),
-                m.offset().to_string().into_bytes(),
-            ),
-            (
-                crate::dlq::TIME.to_string(),
-                chrono::Utc::now()
-                    .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
-                    .into_bytes(),
-            ),
-        ];
-        // Keep the original headers after ours, for full fidelity on replay.
-        if let Some(orig) = m.headers() {
-            for hd in orig.iter() {
-                h.push((hd.key.to_string(), hd.value.unwrap_or_default().to_vec()));
-            }
-        }
-        h
-    }
-
     /// Produces one record, waiting (never dropping) while the local queue is full.
     fn send(
         &self,
@@ -862,17 +850,10 @@ impl<S: Stage> Runner<S> {
         key: Option<&[u8]>,
         payload: &[u8],
         partition: Option<i32>,
-        headers: &[(String, Vec<u8>)],
+        headers: OwnedHeaders,
     ) -> Result<(), KafkaError> {
-        let mut hdrs = OwnedHeaders::new_with_capacity(headers.len());
-        for (k, v) in headers {
-            hdrs = hdrs.insert(Header {
-                key: k,
-                value: Some(v.as_slice()),
-            });
-        }
         let mut record: BaseRecord<'_, [u8], [u8]> =
-            BaseRecord::to(topic).payload(payload).headers(hdrs);
+            BaseRecord::to(topic).payload(payload).headers(headers);
         if let Some(k) = key {
             record = record.key(k);
         }

@@ -262,13 +262,9 @@ impl Stage for Burst {
                 self.codecs.alert.encode(&alert).map_err(|e| {
                     Poison::new("unencodable", format!("cannot encode the Alert: {e}"))
                 })?;
-            out.push(Output {
-                topic: self.output_topic.clone(),
-                key: alert.principal.clone().map(String::into_bytes),
-                payload: bytes,
-                partition: None,
-                headers: Vec::new(),
-            });
+            // Burst alerts always name their principal.
+            let key = alert.principal.clone().unwrap_or_default();
+            out.push(Output::keyed(self.output_topic.clone(), key, bytes));
         }
         Ok(())
     }

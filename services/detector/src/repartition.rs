@@ -35,13 +35,11 @@ impl Stage for ByPrincipal {
         if !event.event.action.is_write() {
             return Ok(());
         }
-        out.push(Output {
-            topic: self.output_topic.clone(),
-            key: Some(event.event.principal.id.into_bytes()),
-            payload: record.payload.unwrap_or_default().to_vec(),
-            partition: None,
-            headers: Vec::new(),
-        });
+        out.push(Output::keyed(
+            self.output_topic.clone(),
+            event.event.principal.id,
+            record.payload.unwrap_or_default().to_vec(),
+        ));
         Ok(())
     }
 }

@@ -301,26 +301,15 @@ impl Stage for Enricher {
                 format!("cannot encode the EnrichedAuditEvent: {e}"),
             )
         })?;
-        out.push(Output {
-            topic: self.output_topic.clone(),
-            key: Some(key.into_bytes()),
-            payload: bytes,
-            partition: Some(partition),
-            headers: Vec::new(),
-        });
+        out.push(Output::keyed(self.output_topic.clone(), key, bytes).on_partition(partition));
         // After the event it vouches for: if the event cannot be written, the
         // runner stops at it and the checkpoint is not written either.
         if let (Some(cp), Some(config)) = (checkpoint, &self.checkpoints) {
             let bytes = self.codecs.checkpoint.encode(&cp).map_err(|e| {
                 Poison::new("unencodable", format!("cannot encode the checkpoint: {e}"))
             })?;
-            out.push(Output {
-                topic: config.topic.clone(),
-                key: Some(format!("{}/{partition}", self.output_topic).into_bytes()),
-                payload: bytes,
-                partition: None,
-                headers: Vec::new(),
-            });
+            let key = format!("{}/{partition}", self.output_topic);
+            out.push(Output::keyed(config.topic.clone(), key, bytes));
         }
         Ok(())
     }

@@ -85,13 +85,11 @@ impl Stage for Normalizer {
                 let bytes = self.codec.encode(&event).map_err(|e| {
                     Poison::new("unencodable", format!("cannot encode the AuditEvent: {e}"))
                 })?;
-                out.push(Output {
-                    topic: self.output_topic.clone(),
-                    key: Some(event.partition_key().into_bytes()),
-                    payload: bytes,
-                    partition: None,
-                    headers: Vec::new(),
-                });
+                out.push(Output::keyed(
+                    self.output_topic.clone(),
+                    event.partition_key(),
+                    bytes,
+                ));
                 Ok(())
             }
         }

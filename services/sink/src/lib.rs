@@ -21,7 +21,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rdkafka::consumer::{CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer};
-use rdkafka::message::{Header, Headers, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{ClientContext, Message};
 
@@ -205,32 +204,8 @@ pub async fn run(config_file: Option<PathBuf>) -> anyhow::Result<()> {
             Err(e) => {
                 let reason = format!("not an Alert: {e}");
                 tracing::warn!(message = "record rejected to the dead-letter topic", partition = msg.partition(), offset = msg.offset(), reason = %reason);
-                let mut headers = OwnedHeaders::new();
-                let partition = msg.partition().to_string();
-                let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
-                let offset = msg.offset().to_string();
-                for (k, v) in [
-                    (scimtrail_core::dlq::REASON, reason.as_str()),
-                    (scimtrail_core::dlq::KIND, "invalid_avro"),
-                    (scimtrail_core::dlq::STAGE, SERVICE),
-                    (scimtrail_core::dlq::SOURCE_TOPIC, msg.topic()),
-                    (scimtrail_core::dlq::SOURCE_PARTITION, partition.as_str()),
-                    (scimtrail_core::dlq::SOURCE_OFFSET, offset.as_str()),
-                    (scimtrail_core::dlq::TIME, now.as_str()),
-                ] {
-                    headers = headers.insert(Header {
-                        key: k,
-                        value: Some(v),
-                    });
-                }
-                if let Some(orig) = msg.headers() {
-                    for h in orig.iter() {
-                        headers = headers.insert(Header {
-                            key: h.key,
-                            value: h.value,
-                        });
-                    }
-                }
+                let poison = scimtrail_core::dlq::Poison::new("invalid_avro", reason);
+                let headers = scimtrail_core::dlq::headers(SERVICE, &poison, &msg);
                 let mut record: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(&common.topics.dlq)
                     .payload(payload)
                     .headers(headers);
