@@ -52,9 +52,16 @@ impl Head {
 
 /// The RFC 8785 canonical JSON the hash covers: the event with `chain` null.
 pub fn canonical_bytes(event: &EnrichedAuditEvent) -> Result<Vec<u8>, ChainError> {
+    let jcs = |e: &EnrichedAuditEvent| {
+        serde_jcs::to_vec(e).map_err(|e| ChainError::Canonical(e.to_string()))
+    };
+    if event.chain.is_none() {
+        // The writer's case (the link is made from these bytes): no copy.
+        return jcs(event);
+    }
     let mut unchained = event.clone();
     unchained.chain = None;
-    serde_jcs::to_vec(&unchained).map_err(|e| ChainError::Canonical(e.to_string()))
+    jcs(&unchained)
 }
 
 /// SHA-256(prev ‖ canonical bytes of `event`).
