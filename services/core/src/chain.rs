@@ -50,18 +50,35 @@ impl Head {
     }
 }
 
-/// The RFC 8785 canonical JSON the hash covers: the event with `chain` null.
+/// The RFC 8785 canonical JSON the hash covers: the event without `chain`,
+/// and without any member whose value is `null` or `[]`, at any depth.
+///
+/// Leaving out empty members is what lets the schema grow: a field added
+/// later with a `null` or `[]` default is absent from the canonical form of
+/// an event written before it existed, whichever schema version decodes it,
+/// so old chains keep verifying.
 pub fn canonical_bytes(event: &EnrichedAuditEvent) -> Result<Vec<u8>, ChainError> {
-    let jcs = |e: &EnrichedAuditEvent| {
-        serde_jcs::to_vec(e).map_err(|e| ChainError::Canonical(e.to_string()))
-    };
-    if event.chain.is_none() {
-        // The writer's case (the link is made from these bytes): no copy.
-        return jcs(event);
+    let mut value =
+        serde_json::to_value(event).map_err(|e| ChainError::Canonical(e.to_string()))?;
+    if let serde_json::Value::Object(map) = &mut value {
+        map.remove("chain");
     }
-    let mut unchained = event.clone();
-    unchained.chain = None;
-    jcs(&unchained)
+    prune_empty(&mut value);
+    serde_jcs::to_vec(&value).map_err(|e| ChainError::Canonical(e.to_string()))
+}
+
+fn prune_empty(value: &mut serde_json::Value) {
+    use serde_json::Value;
+    match value {
+        Value::Object(map) => {
+            map.retain(|_, v| {
+                prune_empty(v);
+                !(v.is_null() || v.as_array().is_some_and(Vec::is_empty))
+            });
+        }
+        Value::Array(items) => items.iter_mut().for_each(prune_empty),
+        _ => {}
+    }
 }
 
 /// SHA-256(prev ‖ canonical bytes of `event`).
@@ -266,16 +283,44 @@ mod tests {
 
     #[test]
     fn the_hash_format_is_pinned() {
-        // Any change here breaks every chain already written: change the
-        // format only with a new schema field, never in place. The expected
-        // hash was computed independently (Python's json with sorted keys and
-        // no whitespace equals JCS for this ASCII, integer-only event).
+        // Any change here breaks every chain already written: the schema
+        // grows only by fields defaulting to null or [], which the canonical
+        // form leaves out. The expected hash was computed independently with
+        // the Python of docs/enricher.md (json with sorted keys and no
+        // whitespace equals JCS for this ASCII, integer-only event).
         let e = fixtures::enriched(fixtures::audit_event("e0"));
         let canonical = String::from_utf8(canonical_bytes(&e).expect("jcs")).expect("utf8");
-        assert!(canonical.starts_with(r#"{"after":null,"before":null,"chain":null,"changes":[],"enriched_time":3,"event":{"action":"PATCH""#), "{canonical}");
+        assert!(
+            canonical
+                .starts_with(r#"{"enriched_time":3,"event":{"action":"PATCH","event_id":"e0""#),
+            "{canonical}"
+        );
         assert_eq!(
             hex::encode(link_hash(&GENESIS, &e).expect("hash")),
-            "f9a62f65745aaf8db4a289b7ded35079413e45bc675fbbb2d7ae7adf36077036"
+            "7cba49d8d5cc2fece83c2156b5d5c2d43c23782c04ef2587bf4749c1f8801d9b"
+        );
+    }
+
+    #[test]
+    fn fields_added_with_empty_defaults_leave_old_hashes_intact() {
+        // An event as a writer without the newer fields wrote it, decoded by
+        // a reader that has them (serde defaults fill them in).
+        let e = fixtures::enriched(fixtures::audit_event("e0"));
+        let mut old = serde_json::to_value(&e).expect("json");
+        for newer in [
+            "actor",
+            "flags",
+            "privileged",
+            "memberships",
+            "drift",
+            "trace",
+        ] {
+            old.as_object_mut().expect("object").remove(newer);
+        }
+        let decoded: EnrichedAuditEvent = serde_json::from_value(old).expect("decode");
+        assert_eq!(
+            link_hash(&GENESIS, &decoded).expect("hash"),
+            link_hash(&GENESIS, &e).expect("hash")
         );
     }
 

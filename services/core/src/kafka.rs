@@ -279,6 +279,9 @@ pub fn partition_counts(
     Ok(out)
 }
 
+/// Called with each record's key and payload (`None`: a tombstone).
+pub type VisitRecord<'a> = dyn FnMut(Option<&[u8]>, Option<&[u8]>) + 'a;
+
 /// Reads the last committed records of one partition, for a stage that must
 /// continue what it wrote before (a hash chain) after a restart or a
 /// rebalance. Only committed records are returned (read_committed), so the
@@ -358,5 +361,58 @@ impl PartitionTail {
         };
         let _ = self.consumer.unassign();
         result.map(|()| (records, start == low))
+    }
+
+    /// Reads every committed record of `topic`/`partition` from its first
+    /// offset to its committed end, handing each key and payload (`None` for a
+    /// tombstone) to `f`: the restore of state kept in a compacted changelog.
+    /// Fails only when no record arrives for the operation timeout, so a long
+    /// changelog is read to its end however long that takes. Returns the
+    /// number of records read.
+    pub fn scan(
+        &self,
+        topic: &str,
+        partition: i32,
+        f: &mut VisitRecord<'_>,
+    ) -> Result<u64, KafkaSetupError> {
+        let ctx = || format!("scan of {topic}/{partition}");
+        let (low, high) = self
+            .consumer
+            .fetch_watermarks(topic, partition, self.timeout)
+            .map_err(|e| KafkaSetupError::kafka(ctx(), e))?;
+        if high <= low {
+            return Ok(0);
+        }
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition_offset(topic, partition, Offset::Offset(low))
+            .map_err(|e| KafkaSetupError::kafka(ctx(), e))?;
+        self.consumer
+            .assign(&tpl)
+            .map_err(|e| KafkaSetupError::kafka(ctx(), e))?;
+        let mut idle_since = std::time::Instant::now();
+        let mut read = 0u64;
+        let result = loop {
+            if idle_since.elapsed() >= self.timeout {
+                break Err(KafkaSetupError::Topic {
+                    topic: topic.to_string(),
+                    reason: format!(
+                        "partition {partition}: no record and no end of committed data within {:?}",
+                        self.timeout
+                    ),
+                });
+            }
+            match self.consumer.poll(Duration::from_millis(200)) {
+                None => {}
+                Some(Ok(m)) => {
+                    idle_since = std::time::Instant::now();
+                    read += 1;
+                    f(m.key(), m.payload());
+                }
+                Some(Err(KafkaError::PartitionEOF(_))) => break Ok(read),
+                Some(Err(e)) => break Err(KafkaSetupError::kafka(ctx(), e)),
+            }
+        };
+        let _ = self.consumer.unassign();
+        result
     }
 }

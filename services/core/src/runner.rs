@@ -85,7 +85,8 @@ impl InputRecord<'_> {
 pub struct Output {
     pub topic: String,
     pub key: Option<Vec<u8>>,
-    pub payload: Vec<u8>,
+    /// `None` is a tombstone (deletes the key from a compacted topic).
+    pub payload: Option<Vec<u8>>,
     /// An explicit partition; `None` lets the partitioner choose by key.
     pub partition: Option<i32>,
     pub headers: Vec<(String, Vec<u8>)>,
@@ -97,7 +98,18 @@ impl Output {
         Output {
             topic: topic.into(),
             key: Some(key.into()),
-            payload,
+            payload: Some(payload),
+            partition: None,
+            headers: Vec::new(),
+        }
+    }
+
+    /// A tombstone for `key`: compaction removes the key's earlier records.
+    pub fn tombstone(topic: impl Into<String>, key: impl Into<Vec<u8>>) -> Self {
+        Output {
+            topic: topic.into(),
+            key: Some(key.into()),
+            payload: None,
             partition: None,
             headers: Vec::new(),
         }
@@ -202,6 +214,11 @@ pub trait Tail {
     /// The committed payloads among the last `span` offsets, in log order,
     /// and whether that reached the start of the partition.
     fn last(&mut self, span: i64) -> Result<(Vec<Vec<u8>>, bool), String>;
+
+    /// Every committed record of partition *p* (the one being resumed) of
+    /// another topic the stage owns, such as a compacted changelog of its
+    /// state, in log order: key and payload (`None` for a tombstone).
+    fn scan(&mut self, topic: &str, f: &mut crate::kafka::VisitRecord<'_>) -> Result<u64, String>;
 }
 
 struct PartitionTailOf<'a> {
@@ -214,6 +231,12 @@ impl Tail for PartitionTailOf<'_> {
     fn last(&mut self, span: i64) -> Result<(Vec<Vec<u8>>, bool), String> {
         self.reader
             .last(self.topic, self.partition, span)
+            .map_err(|e| e.to_string())
+    }
+
+    fn scan(&mut self, topic: &str, f: &mut crate::kafka::VisitRecord<'_>) -> Result<u64, String> {
+        self.reader
+            .scan(topic, self.partition, f)
             .map_err(|e| e.to_string())
     }
 }
@@ -653,7 +676,7 @@ impl<S: Stage> Runner<S> {
                         match self.send(
                             &o.topic,
                             o.key.as_deref(),
-                            &o.payload,
+                            o.payload.as_deref(),
                             o.partition,
                             o.owned_headers(),
                         ) {
@@ -692,13 +715,7 @@ impl<S: Stage> Runner<S> {
                 *dead.entry(poison.kind).or_default() += 1;
                 let headers = crate::dlq::headers(&self.spec.stage, &poison, m);
                 let dlq = self.spec.dlq_topic.clone();
-                match self.send(
-                    &dlq,
-                    m.key(),
-                    m.payload().unwrap_or_default(),
-                    None,
-                    headers,
-                ) {
+                match self.send(&dlq, m.key(), m.payload(), None, headers) {
                     Ok(()) => *produced.entry(dlq).or_default() += 1,
                     Err(e) => produce_error = Some(e),
                 }
@@ -848,12 +865,14 @@ impl<S: Stage> Runner<S> {
         &self,
         topic: &str,
         key: Option<&[u8]>,
-        payload: &[u8],
+        payload: Option<&[u8]>,
         partition: Option<i32>,
         headers: OwnedHeaders,
     ) -> Result<(), KafkaError> {
-        let mut record: BaseRecord<'_, [u8], [u8]> =
-            BaseRecord::to(topic).payload(payload).headers(headers);
+        let mut record: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(topic).headers(headers);
+        if let Some(p) = payload {
+            record = record.payload(p);
+        }
         if let Some(k) = key {
             record = record.key(k);
         }

@@ -87,6 +87,42 @@ fn sample_enriched() -> EnrichedAuditEvent {
             prev_hash: "00".repeat(32),
             hash: "ab".repeat(32),
         }),
+        actor: Some(Actor {
+            principal_id: "okta-provisioner".into(),
+            display_name: Some("Okta".into()),
+            roles: vec!["service-connector".into()],
+        }),
+        flags: vec![EventFlag::Deactivated, EventFlag::Privileged],
+        privileged: vec!["group:Admins".into()],
+        memberships: vec![MembershipChange {
+            group_id: Some("g1".into()),
+            group_name: Some("Admins".into()),
+            member_id: "u1".into(),
+            member_name: None,
+            member_type: Some("User".into()),
+            kind: ChangeKind::Removed,
+        }],
+        drift: vec![AttributeChange {
+            path: "title".into(),
+            kind: ChangeKind::Changed,
+            before: Some("\"A\"".into()),
+            after: Some("\"B\"".into()),
+        }],
+        trace: Some(Trace {
+            source_system: "okta".into(),
+            target_system: "github".into(),
+            correlation_id: Some("c1".into()),
+            captured_time: 1,
+            ingested_time: 2,
+            enriched_time: 3,
+            lineage: vec![AttributeOrigin {
+                path: "active".into(),
+                event_id: "e0".into(),
+                event_time: 0,
+                source_system: "okta".into(),
+                principal_id: "okta-provisioner".into(),
+            }],
+        }),
     }
 }
 

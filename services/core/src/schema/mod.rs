@@ -13,9 +13,9 @@ pub mod types;
 
 pub use avro::{AvroCodec, CodecError, Framing};
 pub use types::{
-    Alert, AttributeChange, AuditAction, AuditEvent, ChainCheckpoint, ChainLink, ChangeKind,
-    EnrichedAuditEvent, Outcome, Principal, Request, Resource, Response, ScimError, Severity,
-    Source, Target,
+    Actor, Alert, AttributeChange, AttributeOrigin, AuditAction, AuditEvent, ChainCheckpoint,
+    ChainLink, ChangeKind, EnrichedAuditEvent, EventFlag, MembershipChange, Outcome, Principal,
+    Request, Resource, Response, ScimError, Severity, Source, Target, Trace,
 };
 
 /// `schemas/audit_event.avsc`.
@@ -85,6 +85,12 @@ pub mod fixtures {
             before: None,
             after: None,
             chain: None,
+            actor: None,
+            flags: Vec::new(),
+            privileged: Vec::new(),
+            memberships: Vec::new(),
+            drift: Vec::new(),
+            trace: None,
         }
     }
 }

@@ -198,6 +198,71 @@ pub struct EnrichedAuditEvent {
     /// `None` only in events written before chains existed.
     #[serde(default)]
     pub chain: Option<ChainLink>,
+    #[serde(default)]
+    pub actor: Option<Actor>,
+    #[serde(default)]
+    pub flags: Vec<EventFlag>,
+    #[serde(default)]
+    pub privileged: Vec<String>,
+    #[serde(default)]
+    pub memberships: Vec<MembershipChange>,
+    #[serde(default)]
+    pub drift: Vec<AttributeChange>,
+    #[serde(default)]
+    pub trace: Option<Trace>,
+}
+
+/// The principal behind a change, with its roles (`Actor` in the schema).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Actor {
+    pub principal_id: String,
+    pub display_name: Option<String>,
+    #[serde(default)]
+    pub roles: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum EventFlag {
+    Privileged,
+    Activated,
+    Deactivated,
+    IdentityChange,
+    Drift,
+    UnknownPrincipal,
+    Other,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MembershipChange {
+    pub group_id: Option<String>,
+    pub group_name: Option<String>,
+    pub member_id: String,
+    pub member_name: Option<String>,
+    pub member_type: Option<String>,
+    pub kind: ChangeKind,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Trace {
+    pub source_system: String,
+    pub target_system: String,
+    pub correlation_id: Option<String>,
+    pub captured_time: i64,
+    pub ingested_time: i64,
+    pub enriched_time: i64,
+    #[serde(default)]
+    pub lineage: Vec<AttributeOrigin>,
+}
+
+/// The event that last set an attribute.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AttributeOrigin {
+    pub path: String,
+    pub event_id: String,
+    pub event_time: i64,
+    pub source_system: String,
+    pub principal_id: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
