@@ -2,5 +2,6 @@
 //! on a real Kafka broker with three partitions per topic, delivering to a real
 //! HTTP receiver. See `harness.rs`.
 
+mod enricher;
 mod harness;
 mod pipeline;

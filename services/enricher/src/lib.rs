@@ -10,20 +10,27 @@
 //! of a resource's events and the state is local. Each event is written to the
 //! *same partition number* it was read from, so every output partition has
 //! exactly one writer (the basis of the per-partition hash chain to come).
-//! **State:** held in memory per assigned partition and dropped on revocation;
-//! after a restart or a reassignment the first change to a resource is marked
-//! `partial` until a create, replace or full response re-establishes it.
+//! **State:** each resource's last known state is held per assigned partition
+//! (packed, see [`state`]) and written to the compacted changelog topic
+//! `<internal_prefix>enricher-state` in the same transaction as the event, so
+//! it is exactly as durable as the output. On assignment, a partition's state
+//! is read back from the changelog before its first record is processed; on
+//! revocation it is dropped.
 //!
 //! [`TxState`]: scimtrail_core::state::TxState
 
 pub mod config;
 pub mod diff;
 pub mod enrich;
+pub mod flags;
 pub mod patch;
+pub mod roles;
+pub mod state;
 
 use std::path::PathBuf;
 
 use scimtrail_core::app::{App, Startup};
+use scimtrail_core::kafka::{TopicSpec, TopicStatus};
 use scimtrail_core::metrics::RunnerMetrics;
 use scimtrail_core::runner::{self, RunnerSpec};
 use scimtrail_core::schema::avro::Codecs;
@@ -38,7 +45,13 @@ pub const SERVICE: &str = "enricher";
 pub const STARTUP: Startup = Startup {
     service: SERVICE,
     default_admin_listen: "127.0.0.1:9102",
-    list_keys: &[],
+    list_keys: &[
+        "enricher.ignored_attributes",
+        "enricher.privileged.groups",
+        "enricher.privileged.roles",
+        "enricher.privileged.entitlements",
+        "enricher.privileged.attributes",
+    ],
 };
 
 /// Validates the configuration without starting (`--check-config`).
@@ -71,6 +84,31 @@ pub async fn run(config_file: Option<PathBuf>) -> anyhow::Result<()> {
             common.topics.events
         );
     }
+    // The changelog belongs to the enricher and is created by it, like a Kafka
+    // Streams application's changelog topics: compacted, and with the input's
+    // partition count so changelog partition p holds input partition p's state.
+    let changelog = common.topics.internal(state::CHANGELOG);
+    let mut settings = common.topics.settings.clone();
+    settings.insert("cleanup.policy".into(), "compact".into());
+    settings.remove("retention.ms");
+    let created = scimtrail_core::kafka::ensure_topics(
+        &common.kafka,
+        &[TopicSpec {
+            name: changelog.clone(),
+            partitions: input,
+            replication_factor: common.topics.replication_factor,
+            settings,
+        }],
+    )
+    .await?;
+    if let Some((_, TopicStatus::Exists { partitions })) = created.first() {
+        if *partitions < input {
+            anyhow::bail!(
+                "topic {changelog} has {partitions} partitions, fewer than the {input} of {}: changelog partition p holds the state of input partition p",
+                common.topics.events
+            );
+        }
+    }
     let framing = Framing::from_config(&common.schema_registry)?;
     let topics = common.topics.clone();
     let codecs = tokio::task::spawn_blocking(move || Codecs::new(framing, &topics)).await??;
@@ -78,8 +116,32 @@ pub async fn run(config_file: Option<PathBuf>) -> anyhow::Result<()> {
         app.config.stage.clone(),
         codecs,
         common.topics.enriched.clone(),
+        changelog,
         &app.registry,
     );
+    if let Some(path) = &app.config.stage.roles_file {
+        let directory = roles::Directory::load(path)
+            .map_err(|e| anyhow::anyhow!("enricher.roles_file: {e}"))?;
+        tracing::info!(message = "role directory loaded", file = %path.display(), principals = directory.principals.len());
+        let directory = roles::Roles::new(directory);
+        let reloads = scimtrail_core::metrics::counter_vec(
+            &app.registry,
+            SERVICE,
+            "roles_reloads_total",
+            "Reloads of the role directory after it changed, by result (ok, rejected).",
+            &["result"],
+        );
+        for r in ["ok", "rejected"] {
+            reloads.with_label_values(&[r]);
+        }
+        directory.watch(
+            path.clone(),
+            std::time::Duration::from_secs(app.config.stage.roles_reload_secs),
+            reloads,
+            app.shutdown.clone(),
+        );
+        stage = stage.with_roles(directory);
+    }
     if let Some(path) = &app.config.stage.checkpoint_key_file {
         let signer = scimtrail_core::chain::Signer::from_pem_file(path)
             .map_err(|e| anyhow::anyhow!("enricher.checkpoint_key_file: {e}"))?;
