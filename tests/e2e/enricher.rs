@@ -370,6 +370,49 @@ async fn every_kind_of_change_is_enriched_exactly() {
         .expect("unpacks");
     assert_eq!(g1.resource["displayName"], "Admins");
     assert!(g1.resource.get("members").is_none_or(|m| m == &json!([])));
+
+    // `scimtrail trace`: the title's history, each step naming its setter.
+    let out = std::process::Command::new(bin("scimtrail"))
+        .args([
+            "trace",
+            "--resource",
+            "u1",
+            "--attribute",
+            "title",
+            "--type",
+            "user",
+            "--json",
+        ])
+        .envs(names.env())
+        .output()
+        .expect("run scimtrail trace");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let steps: Vec<Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("json line"))
+        .collect();
+    let summary: Vec<(&str, &str, Value)> = steps
+        .iter()
+        .map(|s| {
+            (
+                s["event_id"].as_str().unwrap_or(""),
+                s["kind"].as_str().unwrap_or(""),
+                s["previous"].clone(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        vec![
+            ("c1", "ADDED", Value::Null),
+            ("d1", "CHANGED", json!(["c1", "okta"])),
+            ("del", "REMOVED", json!(["d1", "okta"])),
+        ]
+    );
     let _ = std::fs::remove_dir_all(&dir);
     for s in &mut p.services {
         assert!(

@@ -3,7 +3,8 @@
 //! - `topics ensure` creates the pipeline's topics from config;
 //! - `gen` produces realistic synthetic SCIM traffic in the raw contract;
 //! - `tail TOPIC` prints any topic as JSON lines, decoding Avro;
-//! - `receive` is a small webhook receiver that prints each alert.
+//! - `receive` is a small webhook receiver that prints each alert;
+//! - `trace` prints an attribute's history across systems.
 //!
 //! Kafka settings come from the same configuration as the services (file and
 //! `SCIMTRAIL__KAFKA__…`/`SCIMTRAIL__TOPICS__…` env vars), so the CLI always
@@ -13,6 +14,7 @@ mod gen;
 mod receive;
 mod tail;
 mod topics;
+mod trace;
 mod traffic;
 
 use std::path::PathBuf;
@@ -45,6 +47,8 @@ enum Command {
     Tail(tail::TailArgs),
     /// Receive webhooks and print each one as a JSON line.
     Receive(receive::ReceiveArgs),
+    /// Print an attribute's history across systems, from the enriched topic.
+    Trace(trace::TraceArgs),
 }
 
 #[derive(Subcommand)]
@@ -93,6 +97,7 @@ async fn main() -> anyhow::Result<()> {
         } => topics::ensure(&common).await,
         Command::Gen(args) => traffic::run(&common, args).await,
         Command::Tail(args) => tail::run(&common, args).await,
+        Command::Trace(args) => trace::run(&common, args).await,
         Command::Receive(_) => Ok(()),
     }
 }

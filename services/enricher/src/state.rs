@@ -18,6 +18,8 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+pub use scimtrail_core::schema::attribute_of;
+
 /// Name, after the internal prefix, of the state changelog topic.
 pub const CHANGELOG: &str = "enricher-state";
 
@@ -79,36 +81,6 @@ impl Packed {
     }
 }
 
-/// The attribute a change path is about: value filters removed
-/// (`members[value eq "u1"]` → `members`, `emails[type eq "work"].value` →
-/// `emails.value`), so lineage stays one entry per attribute however many
-/// elements it has.
-pub fn attribute_of(path: &str) -> String {
-    let mut out = String::with_capacity(path.len());
-    let mut depth = 0usize;
-    let mut in_string = false;
-    let mut escaped = false;
-    for c in path.chars() {
-        if depth > 0 {
-            match (in_string, escaped, c) {
-                (true, true, _) => escaped = false,
-                (true, false, '\\') => escaped = true,
-                (_, false, '"') => in_string = !in_string,
-                (false, _, '[') => depth += 1,
-                (false, _, ']') => depth -= 1,
-                _ => {}
-            }
-            continue;
-        }
-        if c == '[' {
-            depth = 1;
-        } else {
-            out.push(c);
-        }
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -147,16 +119,5 @@ mod tests {
             packed.as_bytes().len()
         );
         assert!(Packed::from_bytes(b"not zstd").unpack().is_err());
-    }
-
-    #[test]
-    fn lineage_is_per_attribute_not_per_element() {
-        assert_eq!(attribute_of(r#"members[value eq "u1"]"#), "members");
-        assert_eq!(
-            attribute_of(r#"emails[type eq "work"].value"#),
-            "emails.value"
-        );
-        assert_eq!(attribute_of(r#"x[value eq "a]\"b"]"#), "x");
-        assert_eq!(attribute_of("name.givenName"), "name.givenName");
     }
 }

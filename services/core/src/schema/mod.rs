@@ -13,9 +13,9 @@ pub mod types;
 
 pub use avro::{AvroCodec, CodecError, Framing};
 pub use types::{
-    Actor, Alert, AttributeChange, AttributeOrigin, AuditAction, AuditEvent, ChainCheckpoint,
-    ChainLink, ChangeKind, EnrichedAuditEvent, EventFlag, MembershipChange, Outcome, Principal,
-    Request, Resource, Response, ScimError, Severity, Source, Target, Trace,
+    attribute_of, Actor, Alert, AttributeChange, AttributeOrigin, AuditAction, AuditEvent,
+    ChainCheckpoint, ChainLink, ChangeKind, EnrichedAuditEvent, EventFlag, MembershipChange,
+    Outcome, Principal, Request, Resource, Response, ScimError, Severity, Source, Target, Trace,
 };
 
 /// `schemas/audit_event.avsc`.

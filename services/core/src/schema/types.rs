@@ -174,6 +174,43 @@ pub struct AttributeChange {
     pub after: Option<String>,
 }
 
+/// The attribute a change path is about: value filters removed
+/// (`members[value eq "u1"]` → `members`, `emails[type eq "work"].value` →
+/// `emails.value`), so lineage stays one entry per attribute however many
+/// elements it has.
+pub fn attribute_of(path: &str) -> String {
+    let mut out = String::with_capacity(path.len());
+    let mut depth = 0usize;
+    let mut in_string = false;
+    let mut escaped = false;
+    for c in path.chars() {
+        if depth > 0 {
+            match (in_string, escaped, c) {
+                (true, true, _) => escaped = false,
+                (true, false, '\\') => escaped = true,
+                (_, false, '"') => in_string = !in_string,
+                (false, _, '[') => depth += 1,
+                (false, _, ']') => depth -= 1,
+                _ => {}
+            }
+            continue;
+        }
+        if c == '[' {
+            depth = 1;
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+impl AttributeChange {
+    /// The attribute this change is about (see [`attribute_of`]).
+    pub fn attribute(&self) -> String {
+        attribute_of(&self.path)
+    }
+}
+
 /// An event's link in the hash chain of its output partition
 /// (see [`crate::chain`]).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -309,4 +346,20 @@ pub struct ChainCheckpoint {
     pub key_id: String,
     /// Lower-case hex Ed25519 signature.
     pub signature: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_attribute_is_its_change_path_without_value_filters() {
+        assert_eq!(attribute_of(r#"members[value eq "u1"]"#), "members");
+        assert_eq!(
+            attribute_of(r#"emails[type eq "work"].value"#),
+            "emails.value"
+        );
+        assert_eq!(attribute_of(r#"x[value eq "a]\"b"]"#), "x");
+        assert_eq!(attribute_of("name.givenName"), "name.givenName");
+    }
 }

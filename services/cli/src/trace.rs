@@ -1,0 +1,295 @@
+//! `scimtrail trace --resource R --attribute A`: an attribute's history
+//! across systems, read from the enriched topic.
+//!
+//! The resource is matched by id, `userName`, `externalId` or `displayName`
+//! in every target system (the same person has a different id in each), so
+//! one command shows where a value came from and where it went. Each line is
+//! one change to the attribute, in event-time order, with the event that set
+//! the attribute before it (the enricher's lineage).
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::KafkaError;
+use rdkafka::{Message, Offset, TopicPartitionList};
+use serde_json::json;
+
+use scimtrail_core::config::CommonConfig;
+use scimtrail_core::schema::avro::Codecs;
+use scimtrail_core::schema::{EnrichedAuditEvent, Framing};
+
+#[derive(clap::Args, Debug)]
+pub struct TraceArgs {
+    /// The resource: its id, userName, externalId or displayName (matched
+    /// exactly, case-insensitively, in every target system).
+    #[arg(long)]
+    resource: String,
+    /// The attribute, e.g. `emails`, `name.givenName`, `members`; its
+    /// sub-attributes and elements are included.
+    #[arg(long)]
+    attribute: String,
+    /// Only this target system.
+    #[arg(long)]
+    target: Option<String>,
+    /// Only this resource type (`User`, `Group`, ...).
+    #[arg(long = "type")]
+    resource_type: Option<String>,
+    /// Start at this time (RFC 3339) instead of the beginning of the topic.
+    #[arg(long)]
+    from: Option<chrono::DateTime<chrono::Utc>>,
+    /// Print JSON lines instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+/// One change to the traced attribute.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Step {
+    pub time: i64,
+    pub event_id: String,
+    pub source_system: String,
+    pub target_system: String,
+    pub resource: String,
+    pub action: String,
+    pub principal: String,
+    pub path: String,
+    pub kind: String,
+    pub before: Option<String>,
+    pub after: Option<String>,
+    /// The event that set the attribute before, and where it came from.
+    pub previous: Option<(String, String)>,
+}
+
+fn eq(a: &str, b: &str) -> bool {
+    a.eq_ignore_ascii_case(b)
+}
+
+/// The steps of `event` that belong to the trace.
+pub fn steps(e: &EnrichedAuditEvent, args: &TraceArgs) -> Vec<Step> {
+    let r = &e.event.resource;
+    let names = [
+        r.id.as_deref(),
+        r.user_name.as_deref(),
+        r.external_id.as_deref(),
+        r.display_name.as_deref(),
+    ];
+    if !names.into_iter().flatten().any(|n| eq(n, &args.resource))
+        || args
+            .target
+            .as_deref()
+            .is_some_and(|t| !eq(t, &e.event.target.system))
+        || args
+            .resource_type
+            .as_deref()
+            .is_some_and(|t| !eq(t, &r.kind))
+    {
+        return Vec::new();
+    }
+    let want = args.attribute.to_ascii_lowercase();
+    let lineage = e.trace.as_ref().map(|t| &t.lineage[..]).unwrap_or(&[]);
+    e.changes
+        .iter()
+        .filter(|c| {
+            let a = c.attribute().to_ascii_lowercase();
+            a == want || a.starts_with(&format!("{want}.")) || a.starts_with(&format!("{want}:"))
+        })
+        .map(|c| {
+            let attr = c.attribute();
+            Step {
+                time: e.event.event_time,
+                event_id: e.event.event_id.clone(),
+                source_system: e.event.source.system.clone(),
+                target_system: e.event.target.system.clone(),
+                resource: format!("{}/{}", r.kind, r.id.as_deref().unwrap_or("?")),
+                action: e.event.action.as_str().to_string(),
+                principal: e.event.principal.id.clone(),
+                path: c.path.clone(),
+                kind: format!("{:?}", c.kind).to_ascii_uppercase(),
+                before: c.before.clone(),
+                after: c.after.clone(),
+                previous: lineage
+                    .iter()
+                    .find(|o| o.path == attr)
+                    .map(|o| (o.event_id.clone(), o.source_system.clone())),
+            }
+        })
+        .collect()
+}
+
+pub async fn run(common: &CommonConfig, args: TraceArgs) -> anyhow::Result<()> {
+    let framing = Framing::from_config(&common.schema_registry)?;
+    let topics = common.topics.clone();
+    let codecs = tokio::task::spawn_blocking(move || Codecs::new(framing, &topics)).await??;
+    let common = common.clone();
+    let json_out = args.json;
+    let (mut found, scanned, took) =
+        tokio::task::spawn_blocking(move || scan(&common, &codecs, &args)).await??;
+    found.sort_by(|a, b| (a.time, &a.event_id).cmp(&(b.time, &b.event_id)));
+    for s in &found {
+        if json_out {
+            println!("{}", json!(s));
+        } else {
+            let time = chrono::DateTime::from_timestamp_millis(s.time)
+                .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+                .unwrap_or_else(|| s.time.to_string());
+            let previous = s
+                .previous
+                .as_ref()
+                .map(|(id, src)| format!("  (before: set by {id} from {src})"))
+                .unwrap_or_default();
+            println!(
+                "{time}  {} → {}  {} {}  by {}  {} {}: {} → {}{previous}",
+                s.source_system,
+                s.target_system,
+                s.action,
+                s.resource,
+                s.principal,
+                s.kind,
+                s.path,
+                s.before.as_deref().unwrap_or("∅"),
+                s.after.as_deref().unwrap_or("∅"),
+            );
+        }
+    }
+    eprintln!(
+        "{} change(s) in {scanned} events scanned in {:.1}s",
+        found.len(),
+        took.as_secs_f64()
+    );
+    Ok(())
+}
+
+/// Reads every partition of the enriched topic up to its end as of the start.
+fn scan(
+    common: &CommonConfig,
+    codecs: &Codecs,
+    args: &TraceArgs,
+) -> anyhow::Result<(Vec<Step>, u64, Duration)> {
+    let started = Instant::now();
+    let topic = &common.topics.enriched;
+    let consumer: BaseConsumer = scimtrail_core::kafka::consumer_config(
+        &common.kafka,
+        &format!("scimtrail-trace-{}", uuid::Uuid::new_v4()),
+        &[
+            ("enable.auto.commit", "false"),
+            ("isolation.level", "read_committed"),
+            ("enable.partition.eof", "true"),
+        ],
+    )?
+    .create()?;
+    let timeout = Duration::from_millis(common.kafka.operation_timeout_ms);
+    let partitions =
+        scimtrail_core::kafka::partition_counts(&common.kafka, std::slice::from_ref(topic))?
+            .get(topic)
+            .copied()
+            .unwrap_or(0);
+    let mut tpl = TopicPartitionList::new();
+    let mut ends: HashMap<i32, i64> = HashMap::new();
+    for p in 0..partitions {
+        let (low, high) = consumer.fetch_watermarks(topic, p, timeout)?;
+        if high > low {
+            ends.insert(p, high);
+            tpl.add_partition_offset(topic, p, Offset::Beginning)?;
+        }
+    }
+    if let Some(from) = args.from {
+        let mut times = TopicPartitionList::new();
+        for p in ends.keys() {
+            times.add_partition_offset(topic, *p, Offset::Offset(from.timestamp_millis()))?;
+        }
+        tpl = consumer.offsets_for_times(times, timeout)?;
+    }
+    consumer.assign(&tpl)?;
+    let mut open: Vec<i32> = ends.keys().copied().collect();
+    let mut found = Vec::new();
+    let mut scanned = 0u64;
+    let mut idle = Instant::now();
+    while !open.is_empty() {
+        match consumer.poll(Duration::from_millis(500)) {
+            None => {
+                if idle.elapsed() > timeout {
+                    anyhow::bail!(
+                        "{topic}: no data for {timeout:?} before the end of partitions {open:?}"
+                    );
+                }
+            }
+            Some(Ok(m)) => {
+                idle = Instant::now();
+                scanned += 1;
+                if let Some(e) = m.payload().and_then(|p| codecs.enriched.decode(p).ok()) {
+                    found.extend(steps(&e, args));
+                }
+                if ends
+                    .get(&m.partition())
+                    .is_some_and(|end| m.offset() + 1 >= *end)
+                {
+                    open.retain(|p| *p != m.partition());
+                }
+            }
+            Some(Err(KafkaError::PartitionEOF(p))) => open.retain(|x| *x != p),
+            Some(Err(e)) => return Err(e.into()),
+        }
+    }
+    Ok((found, scanned, started.elapsed()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use scimtrail_core::schema::{fixtures, AttributeChange, AttributeOrigin, ChangeKind, Trace};
+
+    fn args(resource: &str, attribute: &str) -> TraceArgs {
+        TraceArgs {
+            resource: resource.into(),
+            attribute: attribute.into(),
+            target: None,
+            resource_type: None,
+            from: None,
+            json: false,
+        }
+    }
+
+    #[test]
+    fn matches_the_resource_by_any_name_and_the_attribute_with_its_parts() {
+        let mut e = fixtures::enriched(fixtures::audit_event("e1"));
+        e.event.resource.user_name = Some("Ann@Example.com".into());
+        e.changes = vec![
+            AttributeChange {
+                path: r#"emails[type eq "work"].value"#.into(),
+                kind: ChangeKind::Changed,
+                before: Some("\"a\"".into()),
+                after: Some("\"b\"".into()),
+            },
+            AttributeChange {
+                path: "emailsVerified".into(),
+                kind: ChangeKind::Added,
+                before: None,
+                after: Some("true".into()),
+            },
+        ];
+        e.trace = Some(Trace {
+            source_system: "okta".into(),
+            target_system: "gh".into(),
+            correlation_id: None,
+            captured_time: 1,
+            ingested_time: 2,
+            enriched_time: 3,
+            lineage: vec![AttributeOrigin {
+                path: "emails.value".into(),
+                event_id: "e0".into(),
+                event_time: 0,
+                source_system: "workday".into(),
+                principal_id: "hr".into(),
+            }],
+        });
+        let s = steps(&e, &args("ann@example.com", "emails"));
+        assert_eq!(s.len(), 1, "{s:?}");
+        assert_eq!(s[0].previous, Some(("e0".into(), "workday".into())));
+        assert!(steps(&e, &args("u1", "EMAILS")).len() == 1);
+        assert!(steps(&e, &args("someone-else", "emails")).is_empty());
+        let mut only_other = args("u1", "emails");
+        only_other.target = Some("other".into());
+        assert!(steps(&e, &only_other).is_empty());
+    }
+}
