@@ -499,6 +499,22 @@ impl Pipeline {
         }
     }
 
+    /// Starts instance `i` of `stage` with the same settings as its first
+    /// instance: a scale-out, which rebalances the stage's partitions.
+    pub fn scale_out(&mut self, stage: &str, i: usize) {
+        let prefix = self.names.prefix.clone();
+        let template = self.service(&format!("{stage}-1"));
+        let mut env = template.env.clone();
+        for (k, v) in env.iter_mut() {
+            if k == "SCIMTRAIL__KAFKA__INSTANCE_ID" {
+                *v = format!("{prefix}-{i}");
+            }
+        }
+        let binary = template.binary.clone();
+        let s = Service::spawn(&binary, &format!("{stage}-{i}"), env, &self.log_dir);
+        self.services.push(s);
+    }
+
     pub fn service(&mut self, name: &str) -> &mut Service {
         self.services
             .iter_mut()

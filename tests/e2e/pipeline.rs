@@ -410,7 +410,7 @@ async fn pipeline_delivers_each_event_once_dead_letters_bad_input_and_alerts_on_
 }
 
 #[tokio::test]
-async fn enricher_killed_mid_stream_loses_and_duplicates_nothing() {
+async fn enricher_killed_and_scaled_mid_stream_keeps_state_and_chains_exact() {
     let _serial = SERIAL.lock().await;
     let stages = Stages {
         ingest: true,
@@ -444,10 +444,12 @@ async fn enricher_killed_mid_stream_loses_and_duplicates_nothing() {
         .collect();
 
     // Produce in slices while the pipeline runs, and kill one enricher when part
-    // of the stream is through.
+    // of the stream is through; the last third comes after a scale-out.
     let raw_topic = names.raw.clone();
+    let (first, last) = records.split_at(1000);
+    let first = first.to_vec();
     let producer = tokio::spawn(async move {
-        for chunk in records.chunks(50) {
+        for chunk in first.chunks(50) {
             produce(&raw_topic, chunk).await;
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
@@ -465,6 +467,11 @@ async fn enricher_killed_mid_stream_loses_and_duplicates_nothing() {
     p.service("enricher-1").restart();
     p.service("enricher-1").wait_ready().await;
     producer.await.expect("producer task");
+    // A third instance joins: partitions move to it and it restores their
+    // state from the changelog before the rest of the stream arrives.
+    p.scale_out("enricher", 3);
+    p.service("enricher-3").wait_ready().await;
+    produce(&names.raw, last).await;
 
     let enriched = consume(
         &names.enriched,
@@ -534,6 +541,16 @@ async fn enricher_killed_mid_stream_loses_and_duplicates_nothing() {
         }
     }
     assert_eq!(compared, valid.len());
+    let joined = p.service("enricher-3").metrics().await;
+    let restored: f64 = joined
+        .lines()
+        .find_map(|l| l.strip_prefix("scimtrail_enricher_state_restored_records_total "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0.0);
+    assert!(
+        restored > 0.0,
+        "the joining instance restored no state:\n{joined}"
+    );
     assert_eq!(chains.len(), 3, "every partition has a chain");
     // Checkpoints made before and after the crash all name real chain heads.
     let checkpoints = consume(

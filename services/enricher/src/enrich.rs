@@ -311,8 +311,10 @@ impl Enricher {
         };
 
         let changes = if is_write {
-            if partial && after.is_none() && event.action == AuditAction::Patch {
-                // Unknown before and after: what the request asked for is all we know.
+            if partial && event.action == AuditAction::Patch {
+                // Unknown before: what the request asked for is all we know
+                // of the change, even when the answer shows the whole
+                // resource after it.
                 patch_intent(req.as_ref())
             } else {
                 let known_before = if partial { None } else { before };

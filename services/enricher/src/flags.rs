@@ -103,6 +103,11 @@ pub fn derive(subject: &Subject<'_>, config: &PrivilegedConfig) -> Facts {
         facts.flags.push(EventFlag::Privileged);
     }
 
+    // A partial PATCH lists what the request asked for, so its changes are
+    // real changes with an unknown before; a partial replace lists the whole
+    // resource as added, which says nothing about what changed.
+    let intent = subject.partial && subject.action == AuditAction::Patch;
+    let known = !subject.partial || intent;
     for c in subject.changes {
         let attr = attribute_of(&c.path);
         if attr.eq_ignore_ascii_case("active") {
@@ -111,10 +116,8 @@ pub fn derive(subject: &Subject<'_>, config: &PrivilegedConfig) -> Facts {
             match (c.before.as_deref(), c.after.as_deref()) {
                 (Some("true"), Some("false")) => facts.flags.push(EventFlag::Deactivated),
                 (Some("false"), Some("true")) => facts.flags.push(EventFlag::Activated),
-                (None, Some("false")) if subject.partial => {
-                    facts.flags.push(EventFlag::Deactivated)
-                }
-                (None, Some("true")) if subject.partial => facts.flags.push(EventFlag::Activated),
+                (None, Some("false")) if intent => facts.flags.push(EventFlag::Deactivated),
+                (None, Some("true")) if intent => facts.flags.push(EventFlag::Activated),
                 _ => {}
             }
         }
@@ -124,6 +127,7 @@ pub fn derive(subject: &Subject<'_>, config: &PrivilegedConfig) -> Facts {
                 .next()
                 .is_some_and(|t| t.eq_ignore_ascii_case("emails"));
         if identity
+            && known
             && subject.action != AuditAction::Create
             && subject.action != AuditAction::Delete
         {
