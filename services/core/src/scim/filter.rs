@@ -682,7 +682,13 @@ fn candidates<'v>(node: &'v Value, path: &AttrPath, scope: Scope<'_>) -> (Vec<&'
         return (Vec::new(), false);
     };
     if !node.is_object() {
-        return (vec![base], false);
+        // A simple value of a multi-valued attribute, as its own `value`.
+        let values = if base.is_null() {
+            Vec::new()
+        } else {
+            vec![base]
+        };
+        return (values, false);
     }
     let items: Vec<&Value> = match base {
         Value::Array(a) => a.iter().collect(),
@@ -1462,5 +1468,23 @@ mod tests {
         assert!(m(r#"changes[op eq "add" and path eq "MEMBERS"]"#));
         assert!(!m(r#"changes[op eq "remove"]"#));
         assert!(m(r#"changes.path eq "displayName""#));
+    }
+
+    #[test]
+    fn control_characters_round_trip_through_display() {
+        let f = parse(r#"title eq "tab\there\u0001 \"x\"""#);
+        assert_eq!(
+            f.expr(),
+            &cmp("title", CompareOp::Eq, s("tab\there\u{1} \"x\""))
+        );
+        assert_eq!(parse(&f.to_string()), f);
+    }
+
+    #[test]
+    fn null_simple_values_are_unassigned() {
+        let schemas = attr("schemas");
+        assert!(!parse(r#"value eq "x""#).matches_element(&Value::Null, &schemas, &NoSchema));
+        assert!(parse(r#"value ne "x""#).matches_element(&Value::Null, &schemas, &NoSchema));
+        assert!(!parse("value pr").matches_element(&Value::Null, &schemas, &NoSchema));
     }
 }

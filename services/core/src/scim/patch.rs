@@ -44,8 +44,9 @@
 //!   made"): a complex value with the same `value` sub-attribute as an
 //!   existing one is that value — its other sub-attributes are merged in —
 //!   so re-adding a group member is a no-op however much of it the client
-//!   repeats. Values without a `value` sub-attribute are duplicates only
-//!   when equal in every sub-attribute.
+//!   repeats, and immutable sub-attributes it already has keep their value.
+//!   Values without a `value` sub-attribute are duplicates only when equal
+//!   in every sub-attribute.
 //! - **A single value for a multi-valued attribute** (§3.5.2.1: "a new value
 //!   is added") is taken as a one-element array.
 //! - **`replace` of a complex attribute** merges the given sub-attributes
@@ -339,8 +340,9 @@ impl<'r> Operation<'r> {
             _ if ctx.lenient && op.eq_ignore_ascii_case("replace") => OpKind::Replace,
             _ => {
                 return Err(invalid_syntax(format!(
-                "unknown op \"{op}\"; RFC 7644 §3.5.2 defines \"add\", \"remove\" and \"replace\""
-            )))
+                    "unknown op \"{op}\"; RFC 7644 §3.5.2 defines {}",
+                    r#""add", "remove" and "replace""#
+                )))
             }
         };
         let path = match ctx.member(obj, "path") {
@@ -360,10 +362,10 @@ impl<'r> Operation<'r> {
             .path
             .map(|p| {
                 PatchPath::parse(p).map_err(|e| match e {
-                    PathError::Path(e) => invalid_path(format!("path \"{p}\" {e}")),
+                    PathError::Path(e) => invalid_path(format!("invalid path \"{p}\" {e}")),
                     PathError::Filter(e) => PatchError::new(
                         ScimType::InvalidFilter,
-                        format!("filter in path \"{p}\" {e}"),
+                        format!("invalid filter in path \"{p}\" {e}"),
                     ),
                 })
             })
@@ -716,6 +718,10 @@ impl<'s, 'p> Target<'s, 'p> {
         ctx: &Ctx<'_>,
     ) -> Result<(), PatchError> {
         let last = self.last();
+        if value.is_null() {
+            // Adding nothing to a value that does not exist.
+            return Ok(());
+        }
         match (&self.sub, value) {
             (Some(sub), value) => assign(&mut seed, &sub.name, sub.def, value, Mode::Add, ctx)?,
             (None, Value::Object(fields)) => {
@@ -1121,18 +1127,29 @@ fn assign_values(
 /// Whether `candidate` is the value `existing` of a multi-valued attribute:
 /// complex values with a `value` sub-attribute are identified by it.
 fn same_value(existing: &Value, candidate: &Value, def: Option<&AttributeDef>) -> bool {
-    if let (Value::Object(a), Value::Object(b)) = (existing, candidate) {
-        if let (Some(x), Some(y)) = (get_ci(a, "value"), get_ci(b, "value")) {
-            if is_assigned(Some(y)) {
-                let value_def = def.and_then(|d| d.sub_attribute("value"));
-                return values_equal(x, y, value_def);
+    let value_def = def.and_then(|d| d.sub_attribute("value"));
+    match (existing, candidate) {
+        (Value::Object(a), Value::Object(b)) => {
+            if let (Some(x), Some(y)) = (get_ci(a, "value"), get_ci(b, "value")) {
+                if is_assigned(Some(y)) {
+                    return values_equal(x, y, value_def);
+                }
             }
         }
+        // A bare value against a complex one: its `value` (lenient
+        // deviations 2 and 4 let clients name a member by its id alone).
+        (Value::Object(a), bare) if !bare.is_object() && !bare.is_array() => {
+            return get_ci(a, "value").is_some_and(|x| values_equal(x, bare, value_def));
+        }
+        _ => {}
     }
     values_equal(existing, candidate, def)
 }
 
 /// Merges an added complex value into the existing value it duplicates.
+/// Immutable sub-attributes that already have a value keep it: the client is
+/// re-adding the value (a group member with its `$ref` spelled differently),
+/// not asking to rewrite it.
 fn merge_value(
     existing: &mut Value,
     added: Value,
@@ -1146,7 +1163,11 @@ fn merge_value(
     if let Value::Object(el) = existing {
         for (k, v) in fields {
             let sub = def.and_then(|d| d.sub_attribute(&k));
-            assign(el, &k, sub, v, Mode::Add, ctx)?;
+            let settled = sub.is_some_and(|d| d.mutability == Mutability::Immutable)
+                && is_assigned(get_ci(el, &k));
+            if !settled {
+                assign(el, &k, sub, v, Mode::Add, ctx)?;
+            }
         }
     }
     guard_value(&before, existing, def, ctx, false)
@@ -3134,5 +3155,102 @@ mod tests {
         );
         assert_eq!(u["costCentre"], "CC-1");
         assert_eq!(u["name"]["nickname"], "B");
+    }
+
+    #[test]
+    fn lenient_bare_values_become_values_of_multi_valued_complex_attributes() {
+        let ops = json!([{"op": "Add", "path": "members", "value": [JAMES]}]);
+        let g = lenient(&group(), ops, group_schema());
+        assert_eq!(g["members"][1], json!({"value": JAMES}));
+        let ops = json!([{"op": "add", "path": "members", "value": [JAMES]}]);
+        assert_eq!(
+            strict_err(&group(), ops, group_schema()).scim_type,
+            ScimType::InvalidValue
+        );
+    }
+
+    #[test]
+    fn entra_add_of_null_through_an_unmatched_filter_adds_nothing() {
+        let ops =
+            json!([{"op": "Add", "path": "phoneNumbers[type eq \"work\"].value", "value": null}]);
+        assert_eq!(lenient(&user(), ops, user_schema()), user());
+    }
+
+    #[test]
+    fn strict_mode_requires_the_patch_op_schema() {
+        let req = json!({"schemas": [USER_SCHEMA], "Operations": [{"op": "add", "path": "title", "value": "T"}]});
+        let e = apply(&user(), &req, user_schema(), &PatchOptions::strict())
+            .expect_err("strict refuses");
+        assert_eq!(e.scim_type, ScimType::InvalidSyntax);
+        assert!(e.detail.contains(PATCH_OP_SCHEMA), "{e}");
+        let u =
+            apply(&user(), &req, user_schema(), &PatchOptions::lenient()).expect("lenient accepts");
+        assert_eq!(u["title"], "T");
+    }
+
+    #[test]
+    fn path_errors_name_the_path_and_position() {
+        let e = both_err(
+            &user(),
+            json!([{"op": "remove", "path": "name..x"}]),
+            user_schema(),
+        );
+        assert_eq!(e.scim_type, ScimType::InvalidPath);
+        assert!(
+            e.detail.starts_with("invalid path \"name..x\" at position"),
+            "{e}"
+        );
+        let e = both_err(
+            &user(),
+            json!([{"op": "remove", "path": "emails[type eq]"}]),
+            user_schema(),
+        );
+        assert!(
+            e.detail
+                .starts_with("invalid filter in path \"emails[type eq]\" at position 14"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn simple_multi_valued_attributes_are_selected_through_value() {
+        let r = json!({"schemas": [USER_SCHEMA, EXT], "userName": "u", EXT: {"department": "D"}});
+        let u = ok(
+            &r,
+            json!([{"op": "remove", "path": format!("schemas[value eq \"{EXT}\"]")}]),
+            user_schema(),
+        );
+        assert_eq!(u["schemas"], json!([USER_SCHEMA]));
+        // The erratum's form: a multi-valued attribute of simple values.
+        let d = json!({"tags": ["a", "b", "c"]});
+        let d = ok(
+            &d,
+            json!([{"op": "remove", "path": "tags[value sw \"b\" or value eq \"C\"]"}]),
+            ResourceSchema::for_type("Device"),
+        );
+        assert_eq!(d["tags"], json!(["a"]));
+    }
+
+    #[test]
+    fn re_adding_a_member_keeps_its_immutable_sub_attributes() {
+        let ops = json!([{"op": "add", "path": "members", "value": [
+            {"value": BABS, "$ref": format!("/Users/{BABS}"), "type": "User"}
+        ]}]);
+        let g = ok(&group(), ops, group_schema());
+        assert_eq!(g["members"].as_array().map(Vec::len), Some(1));
+        assert_eq!(
+            g["members"][0]["$ref"],
+            format!("https://example.com/v2/Users/{BABS}")
+        );
+        // An immutable sub-attribute it did not have is filled in.
+        assert_eq!(g["members"][0]["type"], "User");
+    }
+
+    #[test]
+    fn entra_remove_may_list_members_by_bare_id() {
+        let ops = json!([{"op": "Remove", "path": "members", "value": [BABS]}]);
+        assert!(lenient(&group(), ops, group_schema())
+            .get("members")
+            .is_none());
     }
 }
