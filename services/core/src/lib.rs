@@ -12,7 +12,9 @@
 //! - [`kafka`]: client construction, librdkafka pass-through, topic management;
 //! - [`runner`]: the exactly-once consume → transform → produce loop and the [`runner::Stage`] trait;
 //! - [`state`]: keyed stage state that rolls back with an aborted transaction;
-//! - [`schema`]: the wire contract — raw JSON records, Avro types and their codec.
+//! - [`schema`]: the wire contract — raw JSON records, Avro types and their codec;
+//! - [`scim`]: SCIM 2.0 semantics — filters, PATCH paths, resource schemas and the
+//!   RFC 7644 PATCH engine, as pure functions over JSON.
 
 pub mod admin;
 pub mod app;
@@ -23,6 +25,7 @@ pub mod kafka;
 pub mod metrics;
 pub mod runner;
 pub mod schema;
+pub mod scim;
 pub mod shutdown;
 pub mod state;
 pub mod telemetry;
