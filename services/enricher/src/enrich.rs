@@ -21,9 +21,10 @@ use scimtrail_core::schema::{
     Actor, AttributeChange, AttributeOrigin, AuditAction, AuditEvent, ChangeKind,
     EnrichedAuditEvent, EventFlag, Outcome, Trace,
 };
+use scimtrail_core::scim::{self, Compat, PatchOptions, ResourceSchema, ScimType};
 use scimtrail_core::state::TxState;
 
-use crate::config::EnricherConfig;
+use crate::config::{EnricherConfig, PatchCompat};
 use crate::diff::diff;
 use crate::flags::{self, Subject};
 use crate::roles::Roles;
@@ -102,13 +103,26 @@ impl Metrics {
                 "drift_total",
                 "Events whose full response disagreed with the state computed from the request.",
             ),
-            patch_rejected: counter_vec(
-                registry,
-                "enricher",
-                "patch_rejected_total",
-                "Successful PATCH requests the engine could not apply to the known state, by SCIM error type.",
-                &["scim_type"],
-            ),
+            patch_rejected: {
+                let c = counter_vec(
+                    registry,
+                    "enricher",
+                    "patch_rejected_total",
+                    "Successful PATCH requests the engine could not apply to the known state, by SCIM error type.",
+                    &["scim_type"],
+                );
+                for t in [
+                    ScimType::InvalidSyntax,
+                    ScimType::InvalidPath,
+                    ScimType::NoTarget,
+                    ScimType::InvalidFilter,
+                    ScimType::InvalidValue,
+                    ScimType::Mutability,
+                ] {
+                    c.with_label_values(&[t.as_str()]);
+                }
+                c
+            },
             state_errors: counter(
                 registry,
                 "enricher",
@@ -152,6 +166,7 @@ pub struct Enricher {
     /// Signs chain checkpoints, when a key is configured.
     checkpoints: Option<Checkpoints>,
     roles: Option<Roles>,
+    patch_options: PatchOptions,
     metrics: Metrics,
     clock: fn() -> i64,
 }
@@ -168,6 +183,12 @@ impl Enricher {
         changelog_topic: String,
         registry: &Registry,
     ) -> Self {
+        let patch_options = PatchOptions {
+            compat: match config.patch_compat {
+                PatchCompat::Lenient => Compat::Lenient,
+                PatchCompat::Strict => Compat::Strict,
+            },
+        };
         Enricher {
             config,
             codecs,
@@ -178,6 +199,7 @@ impl Enricher {
             last_link: None,
             checkpoints: None,
             roles: None,
+            patch_options,
             metrics: Metrics::new(registry),
             clock: wall_clock_ms,
         }
@@ -214,15 +236,17 @@ impl Enricher {
         }
     }
 
-    /// Applies a PATCH to the known state; `None` when the engine refuses it.
+    /// Applies a PATCH to the known state with the RFC 7644 engine; `None`
+    /// when the engine refuses what the service provider accepted.
     fn apply_patch(&self, event: &AuditEvent, before: &Value, request: &Value) -> Option<Value> {
-        match crate::patch::apply(before, request) {
+        let schema = ResourceSchema::for_type(&event.resource.kind);
+        match scim::apply(before, request, schema, &self.patch_options) {
             Ok(after) => Some(after),
             Err(e) => {
-                tracing::debug!(message = "PATCH not applied; diff is partial", event_id = %event.event_id, reason = %e);
+                tracing::debug!(message = "PATCH not applied; diff is partial", event_id = %event.event_id, scim_type = e.scim_type.as_str(), reason = %e);
                 self.metrics
                     .patch_rejected
-                    .with_label_values(&["unsupported"])
+                    .with_label_values(&[e.scim_type.as_str()])
                     .inc();
                 None
             }
@@ -1180,5 +1204,61 @@ mod tests {
                 ("u3", None, ChangeKind::Removed)
             ]
         );
+    }
+
+    #[test]
+    fn value_filters_apply_and_the_compatibility_switch_decides_on_deviations() {
+        let user = json!({"id": "u1", "emails": [{"type": "work", "value": "a@x.test"}, {"type": "home", "value": "h@x.test"}], "active": true});
+        let entra = json!({"Operations": [{"op": "Replace", "path": "active", "value": "False"}]});
+        let filtered = json!({"Operations": [{"op": "replace", "path": "emails[type eq \"work\"].value", "value": "b@x.test"}]});
+        for (compat, entra_applies) in [(PatchCompat::Lenient, true), (PatchCompat::Strict, false)]
+        {
+            let config = EnricherConfig {
+                patch_compat: compat,
+                ..EnricherConfig::default()
+            };
+            let mut en = Enricher::new(
+                config,
+                Codecs::single_object().expect("codecs"),
+                "out".into(),
+                "changelog".into(),
+                &Registry::new(),
+            );
+            en.enrich(
+                event("1", AuditAction::Create, 201, None, Some(user.clone())),
+                0,
+            );
+            let e = en.enrich(
+                event("2", AuditAction::Patch, 204, Some(filtered.clone()), None),
+                0,
+            );
+            assert_eq!(
+                paths(&e),
+                vec![(
+                    r#"emails[type eq "work"].value"#.to_string(),
+                    ChangeKind::Changed
+                )]
+            );
+            let e = en.enrich(
+                event("3", AuditAction::Patch, 204, Some(entra.clone()), None),
+                0,
+            );
+            assert_eq!(e.partial, !entra_applies, "{compat:?}");
+            if entra_applies {
+                assert_eq!(e.flags, vec![EventFlag::Deactivated]);
+            } else {
+                assert_eq!(
+                    en.metrics
+                        .patch_rejected
+                        .with_label_values(&["invalidSyntax"])
+                        .get()
+                        + en.metrics
+                            .patch_rejected
+                            .with_label_values(&["invalidValue"])
+                            .get(),
+                    1
+                );
+            }
+        }
     }
 }

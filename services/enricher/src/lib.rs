@@ -23,7 +23,6 @@ pub mod config;
 pub mod diff;
 pub mod enrich;
 pub mod flags;
-pub mod patch;
 pub mod roles;
 pub mod state;
 
