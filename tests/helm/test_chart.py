@@ -14,6 +14,7 @@ import os
 import re
 import shutil
 import subprocess
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -75,10 +76,60 @@ SCHEMA_REGISTRY_URL = {
     "sink": {"podAnnotations": {"example.com/team": "soc"}},
 }
 
+# The enricher's new settings: a role directory inline (ids and names YAML must
+# quote), privileged lists, strict PATCH handling and a checkpoint key from a Secret.
+ROLES = {
+    "principals": {
+        "okta-provisioner": {"display_name": "Okta: SCIM connector #1", "roles": ["service-connector"]},
+        "alice@example.com": {"roles": ["provisioning-admin", "on", "true"]},
+        "12345": {"display_name": "no", "roles": []},
+        "svc:entra provisioning": {"roles": ["service-connector"]},
+    }
+}
+PRIVILEGED = {
+    "groups": ["Domain Admins", "github-org-owners"],
+    "roles": ["admin", "owner"],
+    "entitlements": ["billing-admin"],
+    "attributes": ["urn:example:params:scim:schemas:extension:acme:2.0:User:isAdmin"],
+}
+ENRICHER_FEATURES = {
+    "config": {
+        "enricher": {
+            "patch_compat": "strict",
+            "roles_reload_secs": 30,
+            "checkpoint_every_events": 250,
+            "privileged": PRIVILEGED,
+        }
+    },
+    "enricher": {
+        "roles": ROLES,
+        "checkpointKey": {"existingSecret": "st-checkpoint-key", "key": "ed25519.pem"},
+    },
+}
+ROLES_EXISTING_CONFIGMAP = {
+    "enricher": {"rolesExistingConfigMap": {"name": "corp-scim-roles", "key": "directory.yaml"}},
+}
+ROLES_DIR = "/etc/scimtrail/roles"
+CHECKPOINT_KEY_DIR = "/etc/scimtrail/checkpoint-key"
+
+
+def ed25519_pem(seed: bytes = bytes(range(32))) -> str:
+    """A PKCS#8 PEM Ed25519 private key (what `openssl genpkey -algorithm ed25519`
+    writes): the fixed DER prefix of the algorithm, then the 32-byte seed."""
+    der = bytes.fromhex("302e020100300506032b657004220420") + seed
+    return "-----BEGIN PRIVATE KEY-----\n" + base64.b64encode(der).decode() + "\n-----END PRIVATE KEY-----\n"
+
+
 # Dummy values for secretKeyRefs to Secrets the chart does not render.
 SECRET_DUMMIES = {
     "SCIMTRAIL__SINK__WEBHOOKS": "https://hooks.example.test/x",
     "SCIMTRAIL__SCHEMA_REGISTRY__URL": "https://user:password@registry.example.test:8081",
+}
+# Dummy content of volumes from Secrets and ConfigMaps the chart does not render,
+# by volume name (anything else: a placeholder).
+VOLUME_DUMMIES = {
+    "checkpoint-key": ed25519_pem(),
+    "roles": "principals:\n  okta-provisioner: {roles: [service-connector]}\n",
 }
 
 
@@ -89,6 +140,8 @@ def scenarios():
         yield f"values/{f.name}", "args", ["-f", str(f)]
     yield "all-secrets-created", "values", ALL_SECRETS_CREATED
     yield "schema-registry-url", "values", SCHEMA_REGISTRY_URL
+    yield "enricher-features", "values", ENRICHER_FEATURES
+    yield "roles-existing-configmap", "values", ROLES_EXISTING_CONFIGMAP
 
 
 SCENARIOS = list(scenarios())
@@ -120,9 +173,22 @@ def component(doc) -> str:
 
 
 def config_map(docs) -> dict:
-    cms = by_kind(docs, "ConfigMap")
-    assert len(cms) == 1, "exactly one ConfigMap"
+    """The ConfigMap with config.toml (the enricher's role directory may be another)."""
+    cms = [c for c in by_kind(docs, "ConfigMap") if "config.toml" in (c.get("data") or {})]
+    assert len(cms) == 1, "exactly one ConfigMap with config.toml"
+    assert cms[0]["metadata"]["name"].endswith("-config")
     return cms[0]
+
+
+def roles_config_map(docs) -> dict | None:
+    cms = [c for c in by_kind(docs, "ConfigMap") if c["metadata"]["name"].endswith("-enricher-roles")]
+    assert len(cms) <= 1
+    return cms[0] if cms else None
+
+
+def workload(docs, svc) -> dict:
+    (w,) = [w for w in workloads(docs) if component(w) == svc]
+    return w
 
 
 def config_toml(docs) -> str:
@@ -189,6 +255,69 @@ def resolve_env(workload, docs) -> dict[str, str]:
         else:
             raise AssertionError(f"{name}: unsupported valueFrom {src}")
     return env
+
+
+def pod_files(w, docs, root: Path) -> dict[str, Path]:
+    """Writes the files of the workload's ConfigMap and Secret volumes mounted as
+    directories (not subPath) under root, as the kubelet projects them (items, or
+    every key). Returns {path in the container: path here}. Objects the chart does
+    not render get VOLUME_DUMMIES."""
+    c = container(w)
+    vols = {v["name"]: v for v in w["spec"]["template"]["spec"]["volumes"]}
+    rendered_cms = {cm["metadata"]["name"]: cm.get("data") or {} for cm in by_kind(docs, "ConfigMap")}
+    rendered_secrets = secret_data(docs)
+    files = {}
+    for m in c["volumeMounts"]:
+        if m.get("subPath"):
+            continue
+        vol = vols[m["name"]]
+        if "configMap" in vol:
+            src, objects = vol["configMap"], rendered_cms
+            name = src["name"]
+        elif "secret" in vol:
+            src, objects = vol["secret"], rendered_secrets
+            name = src["secretName"]
+        else:
+            continue
+        data = objects.get(name)
+        items = src.get("items") or [{"key": k, "path": k} for k in (data or {})]
+        assert items, f"{m['name']}: no items and no rendered data to project"
+        for item in items:
+            if data is not None:
+                assert item["key"] in data, f"volume {m['name']}: key {item['key']} not in rendered {name}"
+                content = data[item["key"]]
+            else:
+                content = VOLUME_DUMMIES.get(m["name"], "placeholder")
+            local = root / m["name"] / item["path"]
+            local.parent.mkdir(parents=True, exist_ok=True)
+            local.write_text(content)
+            files[f"{m['mountPath'].rstrip('/')}/{item['path']}"] = local
+    return files
+
+
+ENRICHER_FILE_KEYS = ("roles_file", "checkpoint_key_file")
+
+
+def localize_enricher_files(toml_text: str, files: dict[str, Path]) -> str:
+    """config.toml with the enricher's file paths pointing at the projected files;
+    every path it names must be a file of one of the pod's volumes."""
+    enricher = tomllib.loads(toml_text).get("enricher", {})
+    for key in ENRICHER_FILE_KEYS:
+        if key in enricher:
+            path = enricher[key]
+            assert path in files, f"enricher.{key} = {path} is not a file of any mounted volume: {sorted(files)}"
+            toml_text = toml_text.replace(f'{key} = "{path}"', f'{key} = "{files[path]}"')
+    return toml_text
+
+
+def check_config(bin_dir, svc, cfg: Path, env: dict) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [str(bin_dir / f"scimtrail-{svc}"), "--check-config", "--config", str(cfg)],
+        env={**env, "SCIMTRAIL_CONFIG": str(cfg), "PATH": os.environ.get("PATH", "/usr/bin:/bin")},
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
 
 
 # ------------------------------------------------------------------ lint
@@ -346,10 +475,13 @@ def test_services_accept_rendered_config_and_env(helm, bin_dir, scenario, tmp_pa
     """Runs each service's real binary with --check-config on exactly the rendered
     config.toml and the workload's environment (secrets resolved)."""
     docs = helm.template(*args_of(helm, scenario))
-    cfg = tmp_path / "config.toml"
-    cfg.write_text(config_toml(docs))
     for w in workloads(docs):
         svc = component(w)
+        # The enricher's role directory and checkpoint key: the files of its
+        # volumes, projected here, with config.toml pointing at them.
+        files = pod_files(w, docs, tmp_path / svc)
+        cfg = tmp_path / f"{svc}.toml"
+        cfg.write_text(localize_enricher_files(config_toml(docs), files) if svc == "enricher" else config_toml(docs))
         env = resolve_env(w, docs)
         assert env["SCIMTRAIL_CONFIG"] == CONFIG_PATH
         env["SCIMTRAIL_CONFIG"] = str(cfg)  # where the ConfigMap is "mounted" here
@@ -391,6 +523,194 @@ def test_check_config_really_checks(helm, bin_dir, tmp_path):
         assert key in proc.stderr + proc.stdout
 
 
+# ------------------------- enricher: role directory, checkpoint key, privileged
+
+
+def enricher_docs(helm, values):
+    return helm.template("-f", helm.values_file(values))
+
+
+def test_roles_rendered_and_mounted_as_a_directory(helm):
+    docs = enricher_docs(helm, ENRICHER_FEATURES)
+    cm = roles_config_map(docs)
+    assert cm is not None, "enricher.roles renders a ConfigMap"
+    assert cm["metadata"]["labels"]["app.kubernetes.io/component"] == "enricher"
+    assert list(cm["data"]) == ["roles.yaml"]
+    # The rendered directory is the values' one, every id and name intact.
+    assert yaml.safe_load(cm["data"]["roles.yaml"]) == ROLES
+
+    w = workload(docs, "enricher")
+    c = container(w)
+    (mount,) = [m for m in c["volumeMounts"] if m["name"] == "roles"]
+    assert mount["mountPath"] == ROLES_DIR and mount.get("readOnly") is True
+    assert "subPath" not in mount and "subPathExpr" not in mount, "a subPath mount never sees ConfigMap updates"
+    (vol,) = [v for v in w["spec"]["template"]["spec"]["volumes"] if v["name"] == "roles"]
+    assert vol["configMap"]["name"] == cm["metadata"]["name"]
+    assert vol["configMap"]["items"] == [{"key": "roles.yaml", "path": "roles.yaml"}]
+    assert tomllib.loads(config_toml(docs))["enricher"]["roles_file"] == f"{ROLES_DIR}/roles.yaml"
+    # Only the enricher mounts it.
+    for other in workloads(docs):
+        if component(other) != "enricher":
+            assert "roles" not in [v["name"] for v in other["spec"]["template"]["spec"]["volumes"]]
+
+
+def test_rendered_roles_pass_the_enrichers_check_config(helm, bin_dir, tmp_path):
+    """The rendered roles.yaml, written to a file, is a role directory the real
+    enricher accepts; the same file with a typo is rejected, naming roles_file."""
+    docs = enricher_docs(helm, ENRICHER_FEATURES)
+    roles = tmp_path / "roles.yaml"
+    roles.write_text(roles_config_map(docs)["data"]["roles.yaml"])
+    key = tmp_path / "key.pem"
+    key.write_text(ed25519_pem())
+    w = workload(docs, "enricher")
+    env = resolve_env(w, docs)
+    text = localize_enricher_files(
+        config_toml(docs),
+        {f"{ROLES_DIR}/roles.yaml": roles, f"{CHECKPOINT_KEY_DIR}/key.pem": key},
+    )
+    cfg = tmp_path / "config.toml"
+    cfg.write_text(text)
+    proc = check_config(bin_dir, "enricher", cfg, env)
+    assert proc.returncode == 0, proc.stderr + proc.stdout + "\n--- roles.yaml ---\n" + roles.read_text()
+    assert "scimtrail-enricher: configuration ok" in proc.stdout
+
+    roles.write_text(roles.read_text().replace("roles:", "role:", 1))
+    proc = check_config(bin_dir, "enricher", cfg, env)
+    assert proc.returncode != 0, "a role directory with an unknown key was accepted"
+    assert "enricher.roles_file" in proc.stderr + proc.stdout
+
+
+def test_roles_changes_are_reloaded_not_rolled(helm):
+    """Editing the role directory changes only its ConfigMap: every pod template
+    stays the same (the enricher reloads the file). Changing config still rolls."""
+    base = enricher_docs(helm, ENRICHER_FEATURES)
+    edited = yaml.safe_load(yaml.safe_dump(ENRICHER_FEATURES))
+    edited["enricher"]["roles"]["principals"]["mallory"] = {"roles": ["provisioning-admin"]}
+    edited["enricher"]["roles"]["principals"]["okta-provisioner"]["roles"] = ["service-connector", "admin"]
+    changed = enricher_docs(helm, edited)
+
+    assert roles_config_map(changed)["data"] != roles_config_map(base)["data"]
+    assert "mallory" in roles_config_map(changed)["data"]["roles.yaml"]
+    def templates(docs):
+        return {w["metadata"]["name"]: w["spec"]["template"] for w in workloads(docs)}
+
+    def sums(docs):
+        return {w["spec"]["template"]["metadata"]["annotations"]["checksum/config"] for w in workloads(docs)}
+
+    assert templates(changed) == templates(base), "a role directory edit must not restart any pod"
+    assert config_toml(changed) == config_toml(base)
+
+    lenient = yaml.safe_load(yaml.safe_dump(ENRICHER_FEATURES))
+    lenient["config"]["enricher"]["patch_compat"] = "lenient"
+    assert sums(enricher_docs(helm, lenient)).isdisjoint(sums(base)), "a config change still rolls every pod"
+    # Turning the role directory on adds a volume and roles_file: that rolls, as it must.
+    assert sums(helm.template()).isdisjoint(sums(base))
+
+
+def test_roles_from_an_existing_configmap(helm):
+    docs = enricher_docs(helm, ROLES_EXISTING_CONFIGMAP)
+    assert roles_config_map(docs) is None, "no chart-managed role directory with rolesExistingConfigMap"
+    w = workload(docs, "enricher")
+    (vol,) = [v for v in w["spec"]["template"]["spec"]["volumes"] if v["name"] == "roles"]
+    assert vol["configMap"]["name"] == "corp-scim-roles"
+    assert vol["configMap"]["items"] == [{"key": "directory.yaml", "path": "roles.yaml"}]
+    (mount,) = [m for m in container(w)["volumeMounts"] if m["name"] == "roles"]
+    assert mount["mountPath"] == ROLES_DIR and "subPath" not in mount
+    assert tomllib.loads(config_toml(docs))["enricher"]["roles_file"] == f"{ROLES_DIR}/roles.yaml"
+
+
+def test_checkpoint_key_secret_mounted_and_referenced(helm):
+    docs = enricher_docs(helm, ENRICHER_FEATURES)
+    w = workload(docs, "enricher")
+    (vol,) = [v for v in w["spec"]["template"]["spec"]["volumes"] if v["name"] == "checkpoint-key"]
+    assert vol["secret"]["secretName"] == "st-checkpoint-key"
+    assert vol["secret"]["items"] == [{"key": "ed25519.pem", "path": "key.pem"}]
+    assert vol["secret"]["defaultMode"] == 0o440, "readable by the pod's group (fsGroup), nobody else"
+    (mount,) = [m for m in container(w)["volumeMounts"] if m["name"] == "checkpoint-key"]
+    assert mount["mountPath"] == CHECKPOINT_KEY_DIR and mount.get("readOnly") is True
+    assert "subPath" not in mount
+    assert tomllib.loads(config_toml(docs))["enricher"]["checkpoint_key_file"] == f"{CHECKPOINT_KEY_DIR}/key.pem"
+    assert by_kind(docs, "Secret") == [], "the chart references the key's Secret, it never creates one"
+    for other in workloads(docs):
+        if component(other) != "enricher":
+            assert "checkpoint-key" not in [v["name"] for v in other["spec"]["template"]["spec"]["volumes"]]
+
+    # Default key name; and without a Secret no key and no checkpoint_key_file.
+    docs = helm.template("--set", "enricher.checkpointKey.existingSecret=ck")
+    (vol,) = [v for v in workload(docs, "enricher")["spec"]["template"]["spec"]["volumes"] if v["name"] == "checkpoint-key"]
+    assert vol["secret"]["items"] == [{"key": "key.pem", "path": "key.pem"}]
+    docs = helm.template()
+    assert "checkpoint_key_file" not in tomllib.loads(config_toml(docs))["enricher"]
+    assert "roles_file" not in tomllib.loads(config_toml(docs))["enricher"]
+    assert not [v for v in workload(docs, "enricher")["spec"]["template"]["spec"]["volumes"] if v["name"] in ("roles", "checkpoint-key")]
+
+
+def test_checkpoint_key_really_checked(helm, bin_dir, tmp_path):
+    """The enricher's --check-config loads the key: a file that is not one fails,
+    naming checkpoint_key_file (so the scenario runs above check the dummy key)."""
+    docs = enricher_docs(helm, ENRICHER_FEATURES)
+    w = workload(docs, "enricher")
+    files = pod_files(w, docs, tmp_path)
+    files[f"{CHECKPOINT_KEY_DIR}/key.pem"].write_text("-----BEGIN PRIVATE KEY-----\nnot a key\n-----END PRIVATE KEY-----\n")
+    cfg = tmp_path / "config.toml"
+    cfg.write_text(localize_enricher_files(config_toml(docs), files))
+    proc = check_config(bin_dir, "enricher", cfg, resolve_env(w, docs))
+    assert proc.returncode != 0
+    assert "enricher.checkpoint_key_file" in proc.stderr + proc.stdout
+
+
+def test_enricher_settings_pass_through(helm, bin_dir, tmp_path):
+    docs = enricher_docs(helm, ENRICHER_FEATURES)
+    text = config_toml(docs)
+    enricher = tomllib.loads(text)["enricher"]
+    assert enricher["privileged"] == PRIVILEGED
+    assert "[enricher.privileged]" in text
+    assert enricher["patch_compat"] == "strict"
+    assert enricher["roles_reload_secs"] == 30 and enricher["checkpoint_every_events"] == 250
+    # The defaults render too, and the service reads them back as they are.
+    defaults = tomllib.loads(config_toml(helm.template()))["enricher"]
+    assert defaults["patch_compat"] == "lenient"
+    assert defaults["privileged"] == {"groups": [], "roles": [], "entitlements": [], "attributes": []}
+    # An empty privileged table is left out; null leaves a key to the service's default.
+    docs = helm.template("--set", "config.enricher.privileged=null", "--set", "config.enricher.patch_compat=null")
+    text = config_toml(docs)
+    assert "[enricher.privileged]" not in text and "patch_compat" not in text
+    cfg = tmp_path / "config.toml"
+    cfg.write_text(text)
+    w = workload(docs, "enricher")
+    proc = check_config(bin_dir, "enricher", cfg, resolve_env(w, docs))
+    assert proc.returncode == 0, proc.stderr + proc.stdout
+
+
+def test_disabled_enricher_gets_no_role_directory(helm):
+    docs = helm.template("-f", helm.values_file({**ENRICHER_FEATURES, "enricher": {**ENRICHER_FEATURES["enricher"], "enabled": False}}))
+    assert roles_config_map(docs) is None
+    enricher = tomllib.loads(config_toml(docs))["enricher"]
+    assert "roles_file" not in enricher and "checkpoint_key_file" not in enricher
+
+
+def test_readme_enricher_example_renders(helm):
+    readme = (CHART / "README.md").read_text()
+    section = readme[readme.index("### Enricher: role directory and checkpoint key"):]
+    example = yaml.safe_load(re.search(r"```yaml\n(.*?)```", section, re.S).group(1))
+    docs = enricher_docs(helm, example)
+    assert yaml.safe_load(roles_config_map(docs)["data"]["roles.yaml"]) == example["enricher"]["roles"]
+    enricher = tomllib.loads(config_toml(docs))["enricher"]
+    assert enricher["privileged"] == example["config"]["enricher"]["privileged"]
+    assert enricher["checkpoint_key_file"] == f"{CHECKPOINT_KEY_DIR}/key.pem"
+
+
+def test_enricher_schema_has_every_service_key():
+    schema = yaml.safe_load((CHART / "values.schema.json").read_text())
+    service = schema["definitions"]["service"]
+    enricher = schema["definitions"]["enricherService"]
+    assert schema["properties"]["enricher"] == {"$ref": "#/definitions/enricherService"}
+    assert enricher["required"] == service["required"]
+    for key in service["properties"]:
+        assert enricher["properties"].get(key) == {"$ref": f"#/definitions/service/properties/{key}"}, key
+    assert set(enricher["properties"]) - set(service["properties"]) == {"roles", "rolesExistingConfigMap", "checkpointKey"}
+
+
 # ------------------------------------------------------------ bad values
 
 
@@ -423,6 +743,25 @@ def test_check_config_really_checks(helm, bin_dir, tmp_path):
         ("config.kafka.properties.sasl\\.password=x", "config.kafka.properties.sasl.password"),
         ("config.kafka.producer_properties.ssl\\.key\\.password=x", "config.kafka.producer_properties.ssl.key.password"),
         ("config.schema_registry.url=https://user:pw@registry:8081", "config.schema_registry.url"),
+        ("config.topics.checkpoints=audit.dlq.v1", "config.topics"),
+        ("config.topics.checkpoints=bad topic", "/config/topics/checkpoints"),
+        ("config.enricher.patch_compat=loose", "/config/enricher/patch_compat"),
+        ("config.enricher.patch_compat=Strict", "/config/enricher/patch_compat"),
+        ("config.enricher.roles_reload_secs=0", "/config/enricher/roles_reload_secs"),
+        ("config.enricher.privileged.groups[0]=", "/config/enricher/privileged/groups/0"),
+        ("config.enricher.privileged.admins[0]=x", "admins"),
+        ("config.enricher.roles_file=/etc/roles.yaml", "config.enricher.roles_file"),
+        ("config.enricher.checkpoint_key_file=/etc/key.pem", "config.enricher.checkpoint_key_file"),
+        ("enricher.roles.principals.okta.role[0]=x", "/enricher/roles/principals/okta"),
+        ("enricher.roles.principals.okta.roles[0]=", "/enricher/roles/principals/okta/roles/0"),
+        ("enricher.roles.users.okta.roles[0]=x", "/enricher/roles"),
+        ("enricher.roles.principals.okta.roles[0]=x,enricher.rolesExistingConfigMap.name=cm", "enricher.rolesExistingConfigMap"),
+        ("enricher.rolesExistingConfigMap.name=Bad_Name", "/enricher/rolesExistingConfigMap/name"),
+        ("enricher.checkpointKey.key=a/b", "/enricher/checkpointKey/key"),
+        ("enricher.checkpointKey.existingSecret=Bad_Name", "/enricher/checkpointKey/existingSecret"),
+        ("enricher.rolez.x=1", "rolez"),
+        ("ingest.roles.principals.okta.roles[0]=x", "/ingest"),
+        ("enricher.replicas=-1", "/enricher/replicas"),
     ],
 )
 def test_bad_values_fail_naming_the_key(helm, setting, named):

@@ -107,6 +107,49 @@ app.kubernetes.io/component: {{ .name }}
 {{- end }}
 {{- end }}
 
+{{/* -------------------------------------------------- enricher files */}}
+
+{{/*
+The enricher's role directory and checkpoint key are mounted as directories (no
+subPath: the kubelet then updates a mounted ConfigMap in place, and the enricher
+reloads the role directory when its modification time changes).
+*/}}
+{{- define "scimtrail.enricher.rolesDir" -}}
+/etc/scimtrail/roles
+{{- end }}
+
+{{- define "scimtrail.enricher.checkpointKeyDir" -}}
+/etc/scimtrail/checkpoint-key
+{{- end }}
+
+{{/* Where the role directory comes from: "inline" (enricher.roles), "existing" (enricher.rolesExistingConfigMap) or "" (none, or the enricher is disabled). */}}
+{{- define "scimtrail.enricher.rolesSource" -}}
+{{- $e := .Values.enricher }}
+{{- if $e.enabled }}
+{{- if $e.roles }}inline{{ else if $e.rolesExistingConfigMap.name }}existing{{ end }}
+{{- end }}
+{{- end }}
+
+{{- define "scimtrail.enricher.rolesConfigMapName" -}}
+{{- if eq (include "scimtrail.enricher.rolesSource" .) "existing" }}
+{{- .Values.enricher.rolesExistingConfigMap.name }}
+{{- else }}
+{{- printf "%s-enricher-roles" (include "scimtrail.fullname" .) }}
+{{- end }}
+{{- end }}
+
+{{/* "true" when the enricher signs checkpoints with a key from enricher.checkpointKey. */}}
+{{- define "scimtrail.enricher.checkpointKeyEnabled" -}}
+{{- if and .Values.enricher.enabled .Values.enricher.checkpointKey.existingSecret }}true{{ end }}
+{{- end }}
+
+{{/* The role directory as rendered into <fullname>-enricher-roles (its roles.yaml). */}}
+{{- define "scimtrail.enricher.rolesYaml" -}}
+# Role directory of the scimtrail enricher, rendered by the Helm chart from
+# enricher.roles. Reloaded by running enrichers when it changes (no restart).
+{{ toYaml .Values.enricher.roles }}
+{{- end }}
+
 {{- define "scimtrail.schemaRegistryConfigured" -}}
 {{- if or .Values.schemaRegistryAuth.enabled .Values.config.schema_registry.url }}true{{ end }}
 {{- end }}
@@ -133,9 +176,19 @@ instead of crash-looping.
 {{- if not $enabled }}
 {{- fail "no service is enabled: set at least one of ingest.enabled, enricher.enabled, detector.enabled, sink.enabled" }}
 {{- end }}
-{{- $topics := list $c.topics.raw $c.topics.events $c.topics.enriched $c.topics.alerts $c.topics.dlq }}
-{{- if ne (len (uniq $topics)) 5 }}
-{{- fail (printf "config.topics: raw, events, enriched, alerts and dlq need distinct names, got %s" (join ", " $topics)) }}
+{{- $topics := list $c.topics.raw $c.topics.events $c.topics.enriched $c.topics.alerts $c.topics.dlq ($c.topics.checkpoints | default "audit.checkpoints.v1") }}
+{{- if ne (len (uniq $topics)) 6 }}
+{{- fail (printf "config.topics: raw, events, enriched, alerts, dlq and checkpoints need distinct names, got %s" (join ", " $topics)) }}
+{{- end }}
+{{- $ce := $c.enricher | default dict }}
+{{- if $ce.roles_file }}
+{{- fail "config.enricher.roles_file is set by the chart: give the role directory as enricher.roles (inline) or enricher.rolesExistingConfigMap" }}
+{{- end }}
+{{- if $ce.checkpoint_key_file }}
+{{- fail "config.enricher.checkpoint_key_file is set by the chart: give the key's Secret as enricher.checkpointKey.existingSecret (and .key)" }}
+{{- end }}
+{{- if and .Values.enricher.roles .Values.enricher.rolesExistingConfigMap.name }}
+{{- fail "set either enricher.roles (an inline role directory) or enricher.rolesExistingConfigMap.name, not both" }}
 {{- end }}
 {{- if and $c.sink.initial_backoff_ms $c.sink.max_backoff_ms }}
 {{- if lt (float64 $c.sink.max_backoff_ms) (float64 $c.sink.initial_backoff_ms) }}
@@ -303,11 +356,27 @@ listen = {{ printf "0.0.0.0:%d" (int .Values.adminPort) | toJson }}
 url = {{ toJson $c.schema_registry.url }}
 {{- end }}
 {{- range $section := list "ingest" "enricher" "detector" "sink" }}
-{{- $t := index $c $section }}
+{{- $t := deepCopy (index $c $section | default dict) }}
+{{- if eq $section "enricher" }}
+{{- if include "scimtrail.enricher.rolesSource" $ }}
+{{- $_ := set $t "roles_file" (printf "%s/roles.yaml" (include "scimtrail.enricher.rolesDir" $)) }}
+{{- end }}
+{{- if include "scimtrail.enricher.checkpointKeyEnabled" $ }}
+{{- $_ := set $t "checkpoint_key_file" (printf "%s/key.pem" (include "scimtrail.enricher.checkpointKeyDir" $)) }}
+{{- end }}
+{{- end }}
 {{- if $t }}
 
 [{{ $section }}]
 {{- include "scimtrail.toml.entries" (dict "table" $t) }}
+{{- /* sub-tables, e.g. [enricher.privileged] */}}
+{{- range $k, $v := $t }}
+{{- if and (kindIs "map" $v) $v }}
+
+[{{ $section }}.{{ include "scimtrail.toml.key" $k }}]
+{{- include "scimtrail.toml.entries" (dict "table" $v) }}
+{{- end }}
+{{- end }}
 {{- end }}
 {{- end }}
 {{ end }}
@@ -498,6 +567,19 @@ spec:
           mountPath: {{ $v.kafkaTls.mountPath }}
           readOnly: true
         {{- end }}
+        {{- if eq $name "enricher" }}
+        {{- if include "scimtrail.enricher.rolesSource" $root }}
+        # A directory, not a subPath: ConfigMap updates reach the pod and are reloaded.
+        - name: roles
+          mountPath: {{ include "scimtrail.enricher.rolesDir" $root }}
+          readOnly: true
+        {{- end }}
+        {{- if include "scimtrail.enricher.checkpointKeyEnabled" $root }}
+        - name: checkpoint-key
+          mountPath: {{ include "scimtrail.enricher.checkpointKeyDir" $root }}
+          readOnly: true
+        {{- end }}
+        {{- end }}
   volumes:
     - name: config
       configMap:
@@ -526,6 +608,26 @@ spec:
           - key: {{ $v.kafkaTls.keyKey }}
             path: tls.key
           {{- end }}
+    {{- end }}
+    {{- if eq $name "enricher" }}
+    {{- $roles := include "scimtrail.enricher.rolesSource" $root }}
+    {{- if $roles }}
+    - name: roles
+      configMap:
+        name: {{ include "scimtrail.enricher.rolesConfigMapName" $root }}
+        items:
+          - key: {{ ternary $v.enricher.rolesExistingConfigMap.key "roles.yaml" (eq $roles "existing") }}
+            path: roles.yaml
+    {{- end }}
+    {{- if include "scimtrail.enricher.checkpointKeyEnabled" $root }}
+    - name: checkpoint-key
+      secret:
+        secretName: {{ $v.enricher.checkpointKey.existingSecret }}
+        defaultMode: 0440
+        items:
+          - key: {{ $v.enricher.checkpointKey.key }}
+            path: key.pem
+    {{- end }}
     {{- end }}
 {{- end }}
 
