@@ -225,6 +225,7 @@ struct PartitionTailOf<'a> {
     reader: &'a crate::kafka::PartitionTail,
     topic: &'a str,
     partition: i32,
+    health: &'a TaskHealth,
 }
 
 impl Tail for PartitionTailOf<'_> {
@@ -235,9 +236,23 @@ impl Tail for PartitionTailOf<'_> {
     }
 
     fn scan(&mut self, topic: &str, f: &mut crate::kafka::VisitRecord<'_>) -> Result<u64, String> {
-        self.reader
-            .scan(topic, self.partition, f)
-            .map_err(|e| e.to_string())
+        // A long restore is progress, not a stall: keep /healthz alive while
+        // records arrive (it still fails if the scan stops moving).
+        let health = self.health;
+        let mut n = 0u64;
+        let mut visit = |key: Option<&[u8]>, payload: Option<&[u8]>| {
+            n += 1;
+            if n.is_multiple_of(4096) {
+                health.beat();
+            }
+            f(key, payload)
+        };
+        let read = self
+            .reader
+            .scan(topic, self.partition, &mut visit)
+            .map_err(|e| e.to_string());
+        self.health.beat();
+        read
     }
 }
 
@@ -561,6 +576,7 @@ impl<S: Stage> Runner<S> {
                                 reader,
                                 topic,
                                 partition: *partition,
+                                health: &self.health,
                             };
                             self.stage.resume(*partition, &mut tail).map_err(|reason| {
                                 RunnerError::Resume {
