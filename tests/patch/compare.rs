@@ -197,6 +197,7 @@ pub struct Matcher {
     #[serde(default)]
     pub kind: Vec<String>,
     /// scimtrail's outcome: "ok", "error", or "error:<scimType>"; any if empty.
+    /// ("error" never matches an engine that crashed: only "crash" does.)
     #[serde(default)]
     pub scimtrail: Vec<String>,
     /// The oracle's outcome, same forms.
@@ -208,7 +209,8 @@ fn outcome_matches(patterns: &[String], o: &Outcome) -> bool {
     patterns.is_empty()
         || patterns.iter().any(|p| match (p.as_str(), o) {
             ("ok", Outcome::Ok(_)) => true,
-            ("error", Outcome::Err { .. }) => true,
+            ("crash", o) => o.is_crash(),
+            ("error", o @ Outcome::Err { .. }) => !o.is_crash(),
             (p, Outcome::Err { scim_type, .. }) => {
                 p.strip_prefix("error:") == Some(scim_type.as_str())
             }
@@ -226,8 +228,11 @@ impl Deviation {
         theirs: &Outcome,
     ) -> bool {
         let m = &self.matcher;
+        // An engine that broke is explained only by an entry that says so.
+        let crash_named = m.oracle_outcome.iter().any(|p| p == "crash");
         self.oracle == oracle
-            && !theirs.is_crash()
+            && !scimtrail.is_crash()
+            && (!theirs.is_crash() || crash_named)
             && m.tags.iter().all(|t| tags.contains(t))
             && !m.not_tags.iter().any(|t| tags.contains(t))
             && (m.kind.is_empty() || m.kind.iter().any(|k| k == kind.as_str()))
@@ -246,4 +251,26 @@ pub struct Tally {
     pub allowed: BTreeMap<String, usize>,
     /// Per oracle: disagreements nothing explains.
     pub unexplained: BTreeMap<String, usize>,
+}
+
+/// For two successful results: the top-level attributes (normalised) on
+/// which they differ, `name: a | b`, so a report shows the difference rather
+/// than two whole resources.
+pub fn result_diff(a: &Value, b: &Value) -> String {
+    let (a, b) = (normalise(a), normalise(b));
+    let empty = Map::new();
+    let (ao, bo) = (
+        a.as_object().unwrap_or(&empty),
+        b.as_object().unwrap_or(&empty),
+    );
+    let keys: BTreeSet<&String> = ao.keys().chain(bo.keys()).collect();
+    let show = |v: Option<&Value>| {
+        v.map(Value::to_string)
+            .unwrap_or_else(|| "(unassigned)".into())
+    };
+    keys.into_iter()
+        .filter(|k| ao.get(*k) != bo.get(*k))
+        .map(|k| format!("{k}: {} | {}", show(ao.get(k)), show(bo.get(k))))
+        .collect::<Vec<_>>()
+        .join("\n      ")
 }

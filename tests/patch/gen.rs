@@ -19,7 +19,12 @@
 //!   value is one object, not an array), `mv-replace-all`, `mv-remove-all`,
 //!   `mv-sub-no-filter`, `remove-last-multi-value`, `primary-set`,
 //!   `replace-filter-record`;
-//! - complex: `complex-merge`; extension: `ext-remove-all`, `ext-fq-keys`;
+//! - complex: `complex-merge`; extension: `ext-remove-all`, `ext-fq-keys`
+//!   (`urn:…:User:attr` keys in a path-less value), `ext-urn-as-attribute`
+//!   (the extension URN itself as the path or as a key of the value);
+//! - `filter-value-not-email`: a filter compares emails.value with a string
+//!   that is no email address (a co/sw/ew fragment, or a value that matches
+//!   nothing);
 //! - Group: `group`, `members-add`, `members-add-duplicate`, `members-remove`,
 //!   `group-displayname-remove`;
 //! - errors the RFC asks for: `readonly`, `immutable`, `remove-required`,
@@ -918,6 +923,15 @@ impl Gen {
             .unwrap_or_default();
         let filter = self.filter_for(spec, &entries);
         filter.kind_tags(tags);
+        if spec.attr == "emails"
+            && any_cmp(&filter, &|attr, v| {
+                attr == "value" && v.as_str().is_some_and(|s| !s.contains('@'))
+            })
+        {
+            // emails.value compared with a string that is no email address:
+            // a partial one (co/sw/ew) or one that matches nothing.
+            tags.insert("filter-value-not-email".into());
+        }
         let (text, fuzzy) = self.render_filter(&filter, tags);
         let matched = entries.iter().filter(|e| filter.matches(e)).count();
         if entries.is_empty() {
@@ -1056,6 +1070,7 @@ impl Gen {
             7 => {
                 // The extension as the target, its attributes in the value.
                 tags.insert("complex-merge".into());
+                tags.insert("ext-urn-as-attribute".into());
                 let which = self.pick(&["add", "replace"]);
                 let op = self.op_name(which, tags);
                 let attr = self.pick(ENTERPRISE_SIMPLE);
@@ -1063,6 +1078,7 @@ impl Gen {
             }
             8 => {
                 tags.insert("ext-remove-all".into());
+                tags.insert("ext-urn-as-attribute".into());
                 let op = self.op_name("remove", tags);
                 json!({ "op": op, "path": ENTERPRISE })
             }
@@ -1075,6 +1091,7 @@ impl Gen {
                 let attr = self.pick(ENTERPRISE_SIMPLE);
                 let v = format!("P{}", self.next_n());
                 if self.chance(0.5) {
+                    tags.insert("ext-urn-as-attribute".into());
                     json!({ "op": op, "value": { ENTERPRISE: { attr: v } } })
                 } else {
                     tags.insert("ext-fq-keys".into());
@@ -1428,6 +1445,9 @@ impl Gen {
                     .iter()
                     .filter(|m| m.get("type") == Some(&json!(ty)))
                     .count();
+                if members.is_empty() {
+                    tags.insert("target-absent".into());
+                }
                 if matched == 0 {
                     tags.insert("filter-no-match".into());
                 } else if matched == members.len() {
@@ -1456,6 +1476,16 @@ impl Gen {
             }
         };
         self.case(tags, "Group", group, ops)
+    }
+}
+
+/// Whether some comparison of a filter satisfies `pred`.
+fn any_cmp(f: &Filter, pred: &dyn Fn(&str, &Value) -> bool) -> bool {
+    match f {
+        Filter::Cmp { attr, value, .. } => pred(attr, value),
+        Filter::Pr(_) => false,
+        Filter::And(a, b) | Filter::Or(a, b) => any_cmp(a, pred) || any_cmp(b, pred),
+        Filter::Not(a) => any_cmp(a, pred),
     }
 }
 

@@ -29,7 +29,7 @@ use std::time::Instant;
 
 use serde_json::{json, Value};
 
-use compare::{differ, normalise, AllowList, Kind, Outcome, Tally};
+use compare::{differ, normalise, result_diff, AllowList, Kind, Outcome, Tally};
 use engine::Engine;
 use gen::Case;
 use oracles::ORACLES;
@@ -83,8 +83,27 @@ fn show_case(case: &Case, outcomes: &[(&str, &Outcome)]) -> String {
         case.resource,
         case.request["Operations"]
     );
+    let brief = |o: &Outcome| match o {
+        Outcome::Ok(_) => "ok".to_string(),
+        other => other.display(),
+    };
     for (name, o) in outcomes {
-        s.push_str(&format!("    {name:<13} {}\n", o.display()));
+        s.push_str(&format!("    {name:<13} {}\n", brief(o)));
+    }
+    // Successful answers: where they differ, rather than whole resources.
+    if let Some((first, Outcome::Ok(a))) = outcomes.first().map(|(n, o)| (*n, *o)) {
+        for (name, o) in &outcomes[1..] {
+            if let Outcome::Ok(b) = o {
+                let d = result_diff(a, b);
+                if !d.is_empty() {
+                    s.push_str(&format!("    {first} | {name} differ on:\n      {d}\n"));
+                }
+            }
+        }
+        s.push_str(&format!(
+            "    {first} result: {}\n",
+            serde_json::to_string(&normalise(a)).unwrap_or_default()
+        ));
     }
     s
 }
