@@ -144,6 +144,9 @@ fn sample_alert() -> Alert {
         evidence_event_ids: vec!["a".into(), "b".into()],
         principal: Some("okta-provisioner".into()),
         labels: BTreeMap::new(),
+        description: Some("More than 20 changes by one principal in 60 s.".into()),
+        runbook_url: Some("https://example.test/runbook".into()),
+        suppressed: 3,
     }
 }
 

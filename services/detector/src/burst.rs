@@ -202,6 +202,9 @@ impl Burst {
             evidence_event_ids: evidence,
             principal: Some(principal),
             labels: BTreeMap::new(),
+            description: None,
+            runbook_url: None,
+            suppressed: 0,
         };
         for seen in w.events.iter_mut() {
             if seen.time > end - window_ms {

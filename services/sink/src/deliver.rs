@@ -274,6 +274,9 @@ mod tests {
             evidence_event_ids: vec![],
             principal: None,
             labels: BTreeMap::new(),
+            description: None,
+            runbook_url: None,
+            suppressed: 0,
         }
     }
 

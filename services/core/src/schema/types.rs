@@ -331,6 +331,12 @@ pub struct Alert {
     pub evidence_event_ids: Vec<String>,
     pub principal: Option<String>,
     pub labels: BTreeMap<String, String>,
+    #[serde(default)]
+    pub description: Option<String>,
+    #[serde(default)]
+    pub runbook_url: Option<String>,
+    #[serde(default)]
+    pub suppressed: i64,
 }
 
 /// `schemas/chain_checkpoint.avsc` (see [`crate::chain::Signer`]).
