@@ -13,7 +13,9 @@
 //!   `path:ext` (enterprise-extension URN path), `pathless`, `core-urn-path`;
 //! - filter: `filter:eq|ne|co|sw|ew|pr|gt|and|or|not|primary`,
 //!   `filter-no-match`, `filter-matches-all`, `filter-matches-many`,
-//!   `filter-attr-case`, `filter-op-case`, `filter-value-case`;
+//!   `filter-attr-case`, `filter-op-case`, `filter-value-case`,
+//!   `filter-ne-absent` (an `ne` comparison on a sub-attribute some value
+//!   lacks);
 //! - state: `target-absent`, `parent-absent`, `ext-absent`, `attr-case`;
 //! - multi-valued: `mv-add`, `mv-add-duplicate`, `mv-add-object` (an add whose
 //!   value is one object, not an array), `mv-replace-all`, `mv-remove-all`,
@@ -932,6 +934,9 @@ impl Gen {
             // a partial one (co/sw/ew) or one that matches nothing.
             tags.insert("filter-value-not-email".into());
         }
+        if ne_on_absent(&filter, &entries) {
+            tags.insert("filter-ne-absent".into());
+        }
         let (text, fuzzy) = self.render_filter(&filter, tags);
         let matched = entries.iter().filter(|e| filter.matches(e)).count();
         if entries.is_empty() {
@@ -1480,6 +1485,21 @@ impl Gen {
 }
 
 /// Whether some comparison of a filter satisfies `pred`.
+/// Whether the filter has an `ne` comparison on a sub-attribute that some
+/// value lacks (`roles[type ne "main"]` with a role without `type`).
+fn ne_on_absent(f: &Filter, entries: &[Value]) -> bool {
+    match f {
+        Filter::Cmp { attr, op, .. } => {
+            *op == "ne" && entries.iter().any(|e| e.get(attr.as_str()).is_none())
+        }
+        Filter::Pr(_) => false,
+        Filter::And(a, b) | Filter::Or(a, b) => {
+            ne_on_absent(a, entries) || ne_on_absent(b, entries)
+        }
+        Filter::Not(a) => ne_on_absent(a, entries),
+    }
+}
+
 fn any_cmp(f: &Filter, pred: &dyn Fn(&str, &Value) -> bool) -> bool {
     match f {
         Filter::Cmp { attr, value, .. } => pred(attr, value),

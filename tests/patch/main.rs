@@ -130,87 +130,121 @@ struct HardCase {
     note: String,
 }
 
+/// What a hard case expects: `{"error": scimType | [scimTypes]}`,
+/// `{"result": resource}` or `{"changes": {top-level attributes}}`.
+fn expectation(id: &str, field: &str, expect: &Value, resource: &Value) -> Outcome {
+    if let Some(t) = expect.get("error") {
+        // One scimType, or a list of those the RFC allows (joined by `|`).
+        let types: Vec<&str> = match t {
+            Value::Array(ts) => ts.iter().filter_map(Value::as_str).collect(),
+            t => t.as_str().into_iter().collect(),
+        };
+        assert!(
+            !types.is_empty(),
+            "cases.json {id}: {field}.error is a scimType or a list of them"
+        );
+        Outcome::Err {
+            scim_type: types.join("|"),
+            detail: String::new(),
+        }
+    } else if let Some(r) = expect.get("result") {
+        Outcome::Ok(r.clone())
+    } else if let Some(changes) = expect.get("changes").and_then(Value::as_object) {
+        // The resource with these top-level attributes set (null: unassigned).
+        let mut r = resource.clone();
+        for (k, v) in changes {
+            r[k.as_str()] = v.clone();
+        }
+        Outcome::Ok(r)
+    } else {
+        panic!("cases.json {id}: {field} needs error, result or changes")
+    }
+}
+
+/// The cases of `cases.json`. A `"compat": "lenient"` case documents one of
+/// the engine's Lenient deviations and must also say, in `expect_strict`,
+/// what `Compat::Strict` answers to the same request: it becomes two cases,
+/// `<id>` (lenient) and `<id>/strict`.
 fn hard_cases() -> Vec<HardCase> {
     let file = read_json("cases.json");
     let fixtures = file["fixtures"].as_object().cloned().unwrap_or_default();
     let mut seen = BTreeSet::new();
-    file["cases"]
+    let mut out = Vec::new();
+    for c in file["cases"]
         .as_array()
         .expect("cases.json: cases is an array")
-        .iter()
-        .map(|c| {
-            let id = c["id"]
-                .as_str()
-                .expect("cases.json: every case has an id")
-                .to_string();
-            assert!(seen.insert(id.clone()), "cases.json: id {id} is used twice");
-            let resource = match &c["resource"] {
-                Value::String(name) => fixtures
-                    .get(name)
-                    .cloned()
-                    .unwrap_or_else(|| panic!("cases.json {id}: no fixture {name}")),
-                v => v.clone(),
-            };
-            let request = match (&c["request"], &c["operations"]) {
-                (Value::Null, ops) => {
-                    gen::patch_request(ops.as_array().cloned().unwrap_or_default())
-                }
-                (r, _) => r.clone(),
-            };
-            let expect = &c["expect"];
-            let expect = if let Some(t) = expect.get("error") {
-                // One scimType, or a list of those the RFC allows (joined by `|`).
-                let types: Vec<&str> = match t {
-                    Value::Array(ts) => ts.iter().filter_map(Value::as_str).collect(),
-                    t => t.as_str().into_iter().collect(),
-                };
-                assert!(
-                    !types.is_empty(),
-                    "cases.json {id}: expect.error is a scimType or a list of them"
-                );
-                Outcome::Err {
-                    scim_type: types.join("|"),
-                    detail: String::new(),
-                }
-            } else if let Some(r) = expect.get("result") {
-                Outcome::Ok(r.clone())
-            } else if let Some(changes) = expect.get("changes").and_then(Value::as_object) {
-                // The resource with these top-level attributes set (null: unassigned).
-                let mut r = resource.clone();
-                for (k, v) in changes {
-                    r[k.as_str()] = v.clone();
-                }
-                Outcome::Ok(r)
-            } else {
-                panic!("cases.json {id}: expect needs error, result or changes")
-            };
-            let tags = c["tags"]
-                .as_array()
-                .map(|t| {
-                    t.iter()
-                        .filter_map(Value::as_str)
-                        .map(str::to_string)
-                        .collect()
-                })
-                .unwrap_or_default();
-            HardCase {
-                case: Case {
-                    id,
-                    tags,
-                    resource_type: c["resource_type"].as_str().unwrap_or("User").to_string(),
-                    resource,
-                    request,
-                },
-                lenient: c["compat"].as_str() == Some("lenient"),
-                expect,
-                rfc: c["rfc"]
-                    .as_str()
-                    .expect("cases.json: every case cites the RFC")
-                    .to_string(),
-                note: c["note"].as_str().unwrap_or("").to_string(),
-            }
-        })
-        .collect()
+    {
+        let id = c["id"]
+            .as_str()
+            .expect("cases.json: every case has an id")
+            .to_string();
+        assert!(seen.insert(id.clone()), "cases.json: id {id} is used twice");
+        let resource = match &c["resource"] {
+            Value::String(name) => fixtures
+                .get(name)
+                .cloned()
+                .unwrap_or_else(|| panic!("cases.json {id}: no fixture {name}")),
+            v => v.clone(),
+        };
+        let request = match (&c["request"], &c["operations"]) {
+            (Value::Null, ops) => gen::patch_request(ops.as_array().cloned().unwrap_or_default()),
+            (r, _) => r.clone(),
+        };
+        let lenient = match c["compat"].as_str() {
+            None | Some("strict") => false,
+            Some("lenient") => true,
+            Some(other) => panic!("cases.json {id}: compat is strict or lenient, not {other}"),
+        };
+        let expect = expectation(&id, "expect", &c["expect"], &resource);
+        let strict_twin = match (&c["expect_strict"], lenient) {
+            (Value::Null, true) => panic!(
+                "cases.json {id}: a lenient case says what Compat::Strict answers (expect_strict)"
+            ),
+            (Value::Null, false) => None,
+            (_, false) => panic!("cases.json {id}: expect_strict is for lenient cases"),
+            (e, true) => Some(expectation(&id, "expect_strict", e, &resource)),
+        };
+        let tags: BTreeSet<String> = c["tags"]
+            .as_array()
+            .map(|t| {
+                t.iter()
+                    .filter_map(Value::as_str)
+                    .map(str::to_string)
+                    .collect()
+            })
+            .unwrap_or_default();
+        let rfc = c["rfc"]
+            .as_str()
+            .expect("cases.json: every case cites the RFC")
+            .to_string();
+        let note = c["note"].as_str().unwrap_or("").to_string();
+        let case = Case {
+            id: id.clone(),
+            tags,
+            resource_type: c["resource_type"].as_str().unwrap_or("User").to_string(),
+            resource,
+            request,
+        };
+        let twin = strict_twin.map(|expect| HardCase {
+            case: Case {
+                id: format!("{id}/strict"),
+                ..case.clone()
+            },
+            lenient: false,
+            expect,
+            rfc: rfc.clone(),
+            note: note.clone(),
+        });
+        out.push(HardCase {
+            case,
+            lenient,
+            expect,
+            rfc,
+            note,
+        });
+        out.extend(twin);
+    }
+    out
 }
 
 /// Whether an answer is the one a hard case expects (an expected error may
@@ -249,6 +283,7 @@ fn hard_cases_match_the_rfc() {
     let mut failures = Vec::new();
     let mut rows = Vec::new();
     let mut oracle_right = BTreeMap::<&str, usize>::new();
+    let width = hard.iter().map(|h| h.case.id.len()).max().unwrap_or(0);
     for (i, h) in hard.iter().enumerate() {
         let ours = engine.apply(
             &h.case.resource_type,
@@ -258,7 +293,7 @@ fn hard_cases_match_the_rfc() {
         );
         let ok = meets(&h.expect, &ours);
         let mut row = format!(
-            "{:<58} {:<8} {:<5}",
+            "{:<width$} {:<8} {:<5}",
             h.case.id,
             if h.lenient { "lenient" } else { "strict" },
             if ok { "ok" } else { "FAIL" }
@@ -568,29 +603,8 @@ fn scimtrail_agrees_with_the_oracles() {
         "unexplained_by_tag": by_tag_unexplained,
     });
     let report_path = write_report("differential.json", &report);
-    // The allow-list as the Markdown table docs/patch-conformance.md shows.
-    let mut table = String::from(
-        "| # | oracle | what the oracle does | RFC | verdict | cases |\n|---|---|---|---|---|---|\n",
-    );
-    for (n, d) in allow.deviations.iter().enumerate() {
-        let cell = |s: &str| s.replace('|', "\\|").replace('\n', " ");
-        let note = d
-            .note
-            .as_deref()
-            .map(|n| format!(" {}", cell(n)))
-            .unwrap_or_default();
-        table.push_str(&format!(
-            "| {} | {} | `{}`: {}{} | {} | {} | {} |\n",
-            n + 1,
-            d.oracle,
-            d.id,
-            cell(&d.oracle_behaviour),
-            note,
-            cell(&d.rfc),
-            cell(&d.verdict),
-            tally.allowed.get(&d.id).unwrap_or(&0)
-        ));
-    }
+    // The allow-list as docs/patch-conformance.md shows it, with this run's counts.
+    let table = allow_list_table(&allow, Some(&tally.allowed));
     let table_path = write_report("deviations.md", &Value::String(table));
     say(&format!(
         "  report: {report_path}, allow-list table: {table_path}"
@@ -625,5 +639,134 @@ fn scimtrail_agrees_with_the_oracles() {
         "scimtrail's PATCH engine disagrees with an oracle where deviations.json explains nothing, or deviations.json is stale \
          (each disagreement: is scimtrail wrong per RFC 7644 §3.5.2 / RFC 7643? fix the engine; is the oracle wrong? add an entry citing the RFC). \
          Report: {report_path}\n{problems}"
+    );
+}
+
+// ------------------------------------------------------------------- the docs
+
+fn repo_file(rel: &str) -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(rel)
+}
+
+const DOC: &str = "docs/patch-conformance.md";
+const TABLE_BEGIN: &str =
+    "<!-- allow-list table: generated from tests/patch/deviations.json, checked by the_docs_list_every_deviation -->";
+const TABLE_END: &str = "<!-- end of allow-list table -->";
+
+/// The allow-list as a Markdown table, one row an entry in file order; with
+/// `counts`, a last column of the disagreements each explained.
+fn allow_list_table(allow: &AllowList, counts: Option<&BTreeMap<String, usize>>) -> String {
+    let cell = |s: &str| s.replace('|', "\\|").replace('\n', " ");
+    let mut table = String::from("| # | oracle | entry: what the oracle does | RFC | verdict |");
+    table.push_str(if counts.is_some() {
+        " cases |\n|---|---|---|---|---|---|\n"
+    } else {
+        "\n|---|---|---|---|---|\n"
+    });
+    for (n, d) in allow.deviations.iter().enumerate() {
+        let note = d
+            .note
+            .as_deref()
+            .map(|n| format!(" {}", cell(n)))
+            .unwrap_or_default();
+        table.push_str(&format!(
+            "| {} | {} | `{}`: {}{} | {} | {} |",
+            n + 1,
+            d.oracle,
+            d.id,
+            cell(&d.oracle_behaviour),
+            note,
+            cell(&d.rfc),
+            cell(&d.verdict),
+        ));
+        if let Some(counts) = counts {
+            table.push_str(&format!(" {} |", counts.get(&d.id).unwrap_or(&0)));
+        }
+        table.push('\n');
+    }
+    table
+}
+
+/// docs/patch-conformance.md carries the whole allow-list, as generated from
+/// deviations.json. `SCIMTRAIL_PATCH_BLESS=1` rewrites the doc's table.
+#[test]
+fn the_docs_list_every_deviation() {
+    let allow: AllowList =
+        serde_json::from_value(read_json("deviations.json")).expect("deviations.json");
+    let path = repo_file(DOC);
+    let doc = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{DOC}: {e}"));
+    let (Some(begin), Some(end)) = (doc.find(TABLE_BEGIN), doc.find(TABLE_END)) else {
+        panic!("{DOC} has no allow-list table between {TABLE_BEGIN} and {TABLE_END}");
+    };
+    let start = begin + TABLE_BEGIN.len();
+    let have = doc[start..end].trim();
+    let want = allow_list_table(&allow, None);
+    // Every id, once, whatever else differs: the message names what is missing.
+    let missing: Vec<&str> = allow
+        .deviations
+        .iter()
+        .map(|d| d.id.as_str())
+        .filter(|id| have.matches(&format!("`{id}`")).count() != 1)
+        .collect();
+    if have == want.trim() {
+        return;
+    }
+    if std::env::var_os("SCIMTRAIL_PATCH_BLESS").is_some() {
+        let text = format!("{}\n\n{}\n{}", &doc[..start], want.trim(), &doc[end..]);
+        std::fs::write(&path, text).unwrap_or_else(|e| panic!("{DOC}: {e}"));
+        say(&format!(
+            "  {DOC}: allow-list table rewritten (SCIMTRAIL_PATCH_BLESS)"
+        ));
+        return;
+    }
+    let generated = write_report("deviations-doc.md", &Value::String(want));
+    panic!(
+        "{DOC}'s allow-list table is not deviations.json's ({} entries; not listed exactly once: {missing:?}). \
+         The table to paste is in {generated}; or run the test with SCIMTRAIL_PATCH_BLESS=1",
+        allow.deviations.len()
+    );
+}
+
+/// Each Lenient deviation the engine's module doc lists (`//! N. ...` under
+/// `# Lenient deviations` in services/core/src/scim/patch.rs) has a lenient
+/// hard case naming it (`"deviation": N`), with its strict twin.
+#[test]
+fn every_lenient_deviation_has_a_hard_case() {
+    let src = repo_file("services/core/src/scim/patch.rs");
+    let src = std::fs::read_to_string(&src).unwrap_or_else(|e| panic!("{}: {e}", src.display()));
+    let listed: BTreeSet<u64> = src
+        .lines()
+        .skip_while(|l| l.trim() != "//! # Lenient deviations")
+        .take_while(|l| l.starts_with("//!"))
+        .filter_map(|l| {
+            let item = l.trim_start_matches("//!").trim_start();
+            let (n, rest) = item.split_once(". ")?;
+            (!rest.is_empty()).then(|| n.parse().ok())?
+        })
+        .collect();
+    assert!(
+        !listed.is_empty(),
+        "no numbered list under `//! # Lenient deviations` in patch.rs"
+    );
+    let file = read_json("cases.json");
+    let mut covered = BTreeSet::new();
+    for c in file["cases"].as_array().expect("cases.json: cases") {
+        if c["compat"].as_str() != Some("lenient") {
+            continue;
+        }
+        let id = c["id"].as_str().unwrap_or("?");
+        let n = c["deviation"]
+            .as_u64()
+            .unwrap_or_else(|| panic!("cases.json {id}: a lenient case names its deviation"));
+        assert!(
+            listed.contains(&n),
+            "cases.json {id}: patch.rs lists no Lenient deviation {n}"
+        );
+        covered.insert(n);
+    }
+    let uncovered: Vec<_> = listed.difference(&covered).collect();
+    assert!(
+        uncovered.is_empty(),
+        "Lenient deviations without a lenient hard case in cases.json: {uncovered:?}"
     );
 }

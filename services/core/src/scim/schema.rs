@@ -9,6 +9,9 @@
 //!
 //! - Group `displayName` is `required: false` in §8.7.1 although §4.2 calls it
 //!   REQUIRED: removing it is therefore not a `mutability` error here.
+//! - The Enterprise User's `manager.value` is `required: false` in §8.7.1,
+//!   whose description string nevertheless says "REQUIRED." (§4.3's prose
+//!   says RECOMMENDED): removing it is not a `mutability` error either.
 //! - `addresses` has no `primary` sub-attribute in §8.7.1, but §4.1.2 and the
 //!   RFC 7644 §3.5.2.3 replace example give it one, so it is defined.
 //!
@@ -392,6 +395,8 @@ fn user_schema() -> ResourceSchema {
         AttributeDef::complex(
             "manager",
             vec![
+                // §8.7.1 has `required: false` (its description says
+                // "REQUIRED.", §4.3's prose RECOMMENDED).
                 AttributeDef::new("value", String),
                 AttributeDef::new("$ref", Reference),
                 AttributeDef::new("displayName", String).with_mutability(ReadOnly),
@@ -502,6 +507,8 @@ mod tests {
             def(user, &format!("{ENTERPRISE_USER_SCHEMA}:manager.value")).mutability,
             Mutability::ReadWrite
         );
+        // §8.7.1 schema wins over prose.
+        assert!(!def(user, &format!("{ENTERPRISE_USER_SCHEMA}:manager.value")).required);
     }
 
     #[test]
