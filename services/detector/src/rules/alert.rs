@@ -44,8 +44,8 @@ pub(crate) struct Draft {
 
 impl Ctx<'_> {
     /// A crossing at event time `at`: raises an alert unless the rule and key
-    /// alerted less than the suppression period ago, in which case the
-    /// crossing is counted and reported with the next alert.
+    /// alerted less than the suppression period before `at`, in which case
+    /// the crossing is counted and reported with the next alert.
     pub(crate) fn fire(
         &mut self,
         dedup: &mut Dedup,
@@ -62,7 +62,10 @@ impl Ctx<'_> {
         let d = draft();
         let suppressed = dedup.suppressed;
         dedup.suppressed = 0;
-        dedup.suppressed_until = d.window_start.saturating_add(self.rule.suppress_ms);
+        // From the crossing, not the window start: a window may reach back
+        // to old events (an error rate's ordinary traffic), and the period
+        // is about alerts, not events.
+        dedup.suppressed_until = at.saturating_add(self.rule.suppress_ms);
         self.deltas.push(Delta::Alert {
             rule: self.rule.id.clone(),
             severity: self.rule.severity,

@@ -309,6 +309,11 @@ impl Engine {
         &self.rules
     }
 
+    /// The allowed lateness in milliseconds.
+    pub fn allowed_lateness_ms(&self) -> i64 {
+        self.opts.allowed_lateness_ms
+    }
+
     /// Keys with state held (over all partitionings).
     pub fn state_keys(&self) -> usize {
         self.store.map.len()

@@ -33,6 +33,10 @@ mod state;
 pub mod view;
 
 #[cfg(test)]
+mod day_tests;
+#[cfg(test)]
+mod prop_tests;
+#[cfg(test)]
 mod tests;
 
 use std::path::Path;

@@ -108,7 +108,8 @@ fn summary(s: &ThresholdSpec, infos: &[&Info], count: u64) -> String {
             plural_changes(infos.len()),
             alert::breakdown(infos.iter().copied())
         ),
-        (None, Some(v), Some(t)) => format!("{v} {count} {}", alert::plural(t, count)),
+        // Events, not necessarily distinct resources: "changed users 21 times".
+        (None, Some(v), Some(t)) => format!("{v} {} {count} times", alert::plural(t, 2)),
         (None, _, _) => format!(
             "made {} ({}) to {}",
             plural_changes(infos.len()),
