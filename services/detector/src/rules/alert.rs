@@ -216,7 +216,7 @@ pub(crate) fn plural(rtype: &str, n: u64) -> String {
 pub(crate) fn resource(i: &Info) -> String {
     match &i.name {
         Some(n) => format!("{} {n}", i.rtype),
-        None => i.rtype.clone(),
+        None => i.rtype.to_string(),
     }
 }
 
@@ -234,13 +234,13 @@ pub(crate) fn list<'a>(items: impl IntoIterator<Item = &'a str>) -> String {
 
 /// The one principal behind all `infos`, if there is one.
 pub(crate) fn sole_principal<'a>(infos: impl IntoIterator<Item = &'a Info>) -> Option<String> {
-    let set: BTreeSet<&str> = infos.into_iter().map(|i| i.principal.as_str()).collect();
+    let set: BTreeSet<&str> = infos.into_iter().map(|i| &*i.principal).collect();
     (set.len() == 1).then(|| set.into_iter().next().unwrap_or_default().to_string())
 }
 
 /// `okta-provisioner`, or `3 principals`.
 pub(crate) fn subject<'a>(infos: impl IntoIterator<Item = &'a Info>) -> String {
-    let set: BTreeSet<&str> = infos.into_iter().map(|i| i.principal.as_str()).collect();
+    let set: BTreeSet<&str> = infos.into_iter().map(|i| &*i.principal).collect();
     match set.len() {
         1 => set.into_iter().next().unwrap_or_default().to_string(),
         n => format!("{n} principals"),
@@ -249,7 +249,7 @@ pub(crate) fn subject<'a>(infos: impl IntoIterator<Item = &'a Info>) -> String {
 
 /// The distinct targets of `infos`, as a list.
 pub(crate) fn targets<'a>(infos: impl IntoIterator<Item = &'a Info>) -> String {
-    let set: BTreeSet<&str> = infos.into_iter().map(|i| i.target.as_str()).collect();
+    let set: BTreeSet<&str> = infos.into_iter().map(|i| &*i.target).collect();
     list(set)
 }
 

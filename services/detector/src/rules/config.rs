@@ -840,7 +840,7 @@ pub(crate) fn parse_duration(text: &str) -> Result<i64, String> {
     Ok(ms)
 }
 
-fn parse_condition(text: &str, field: &str, origin: &str) -> Result<Filter, RulesError> {
+pub(crate) fn parse_condition(text: &str, field: &str, origin: &str) -> Result<Filter, RulesError> {
     let filter = Filter::parse(text).map_err(|e| {
         RulesError::field(
             origin,

@@ -12,7 +12,7 @@
 //! evaluated a later one is late: counted in `late_events_total{rule}` and
 //! ignored.
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 
 use prometheus::{IntCounter, IntCounterVec, IntGauge, Registry};
@@ -22,7 +22,7 @@ use scimtrail_core::schema::{Alert, EnrichedAuditEvent, Severity};
 use super::alert::{Ctx, Delta};
 use super::error::RulesError;
 use super::kinds;
-use super::state::{self, Info, KeyState, Obs, Pending};
+use super::state::{self, id_hash, Info, Interner, KeyState, Obs, Pending, NOT_YET};
 use super::{view, RuleSet, KEY_SEPARATOR};
 
 /// How often (in event time) state that can no longer matter is swept.
@@ -124,19 +124,103 @@ pub(crate) fn severity_label(s: Severity) -> &'static str {
 #[derive(Debug, Clone)]
 struct Slot {
     partition: i32,
-    state: KeyState,
+    /// Boxed: the map's buckets (about twice as many as keys) stay small.
+    state: Box<KeyState>,
 }
 
 /// Entry in the index of keys with pending events:
 /// (partitioning id, partition, earliest pending time, state key).
 type IndexEntry = (String, i32, i64, String);
 
+/// The slots, one map per partitioning: keys without the partitioning id
+/// in front (at a million keys, that prefix alone would be 40 MiB).
+#[derive(Default)]
+struct Keyed {
+    /// A B-tree rather than a hash map: no buckets to pay for and a
+    /// deterministic iteration order.
+    by_pid: BTreeMap<String, BTreeMap<Box<str>, Slot>>,
+    len: usize,
+}
+
+fn split(state_key: &str) -> (&str, &str) {
+    state_key
+        .split_once(KEY_SEPARATOR)
+        .unwrap_or((state_key, ""))
+}
+
+fn full_key(pid: &str, key: &str) -> String {
+    format!("{pid}{KEY_SEPARATOR}{key}")
+}
+
+impl Keyed {
+    fn get(&self, k: &str) -> Option<&Slot> {
+        let (p, r) = split(k);
+        self.by_pid.get(p)?.get(r)
+    }
+
+    fn get_mut(&mut self, k: &str) -> Option<&mut Slot> {
+        let (p, r) = split(k);
+        self.by_pid.get_mut(p)?.get_mut(r)
+    }
+
+    fn contains_key(&self, k: &str) -> bool {
+        self.get(k).is_some()
+    }
+
+    fn insert(&mut self, k: &str, slot: Slot) {
+        let (p, r) = split(k);
+        let map = self.by_pid.entry(p.to_string()).or_default();
+        if map.insert(r.into(), slot).is_none() {
+            self.len += 1;
+        }
+    }
+
+    fn entry_or_insert_with(&mut self, k: &str, slot: impl FnOnce() -> Slot) -> &mut Slot {
+        let (p, r) = split(k);
+        let map = self.by_pid.entry(p.to_string()).or_default();
+        if !map.contains_key(r) {
+            self.len += 1;
+        }
+        map.entry(r.into()).or_insert_with(slot)
+    }
+
+    fn remove(&mut self, k: &str) -> Option<Slot> {
+        let (p, r) = split(k);
+        let map = self.by_pid.get_mut(p)?;
+        let slot = map.remove(r)?;
+        self.len -= 1;
+        if map.is_empty() {
+            self.by_pid.remove(p);
+        }
+        Some(slot)
+    }
+
+    fn len(&self) -> usize {
+        self.len
+    }
+
+    fn retain(&mut self, mut keep: impl FnMut(&Slot) -> bool) {
+        for map in self.by_pid.values_mut() {
+            map.retain(|_, s| keep(s));
+        }
+        self.by_pid.retain(|_, m| !m.is_empty());
+        self.len = self.by_pid.values().map(BTreeMap::len).sum();
+    }
+
+    /// (partitioning id, key, slot) of every key, in order.
+    fn iter(&self) -> impl Iterator<Item = (&str, &str, &Slot)> {
+        self.by_pid
+            .iter()
+            .flat_map(|(p, m)| m.iter().map(move |(k, s)| (p.as_str(), &**k, s)))
+    }
+}
+
 /// Keyed state with an undo log (rolled back with an aborted transaction),
 /// per-partition ownership, a change log for the changelog topic, and an
 /// index of the keys with pending events.
 #[derive(Default)]
 struct Store {
-    map: HashMap<String, Slot>,
+    map: Keyed,
     undo: HashMap<String, Option<Slot>>,
     dirty: BTreeSet<String>,
     index: BTreeSet<IndexEntry>,
@@ -184,9 +268,9 @@ impl Store {
         let existed = self.map.contains_key(k);
         self.remember(k);
         self.unindex(k);
-        let slot = self.map.entry(k.to_string()).or_insert_with(|| Slot {
+        let slot = self.map.entry_or_insert_with(k, || Slot {
             partition,
-            state: KeyState::default(),
+            state: Box::default(),
         });
         let r = f(&mut slot.state);
         if slot.state.is_empty() {
@@ -213,7 +297,7 @@ impl Store {
     /// written back.
     fn insert_committed(&mut self, k: &str, slot: Slot) {
         self.unindex(k);
-        self.map.insert(k.to_string(), slot);
+        self.map.insert(k, slot);
         self.reindex(k);
     }
 
@@ -227,7 +311,7 @@ impl Store {
             self.unindex(&k);
             self.map.remove(&k);
             if let Some(slot) = prior {
-                self.map.insert(k.clone(), slot);
+                self.map.insert(&k, slot);
                 self.reindex(&k);
             }
             // Written again at the next take: its current value is what the
@@ -237,10 +321,10 @@ impl Store {
     }
 
     fn drop_partitions(&mut self, gone: &HashSet<i32>) {
-        self.map.retain(|_, s| !gone.contains(&s.partition));
+        self.map.retain(|s| !gone.contains(&s.partition));
         self.index.retain(|(_, p, _, _)| !gone.contains(p));
         let map = &self.map;
-        self.dirty.retain(|k| map.contains_key(k));
+        self.dirty.retain(|k| map.contains_key(k.as_str()));
         self.undo.clear();
     }
 
@@ -270,6 +354,7 @@ pub struct Engine {
     deltas: Vec<Delta>,
     /// Watermark at which the next sweep of expired state runs.
     next_sweep: i64,
+    strings: Interner,
 }
 
 impl Engine {
@@ -287,6 +372,7 @@ impl Engine {
             clock_undo: HashMap::new(),
             deltas: Vec::new(),
             next_sweep: i64::MIN,
+            strings: Interner::default(),
         };
         engine.init_labels();
         engine
@@ -338,7 +424,12 @@ impl Engine {
             })
             .collect();
         let remap = |i: u32| map.get(i as usize).copied().flatten();
-        let keys: Vec<String> = self.store.map.keys().cloned().collect();
+        let keys: Vec<String> = self
+            .store
+            .map
+            .iter()
+            .map(|(p, k, _)| full_key(p, k))
+            .collect();
         for k in keys {
             let in_use = rules.partitioning(pid_of(&k)).is_some();
             self.store.unindex(&k);
@@ -348,7 +439,7 @@ impl Engine {
             let changed = if in_use {
                 slot.state.remap(&remap)
             } else {
-                slot.state = KeyState::default();
+                *slot.state = KeyState::default();
                 true
             };
             if slot.state.is_empty() {
@@ -407,11 +498,11 @@ impl Engine {
         if !obs.is_empty() {
             let sk = format!("{partitioning}{KEY_SEPARATOR}{key}");
             let id = event.event.event_id.as_str();
+            let hash = id_hash(id);
             let late = self
                 .store
                 .get(&sk)
-                .and_then(|s| s.state.done.as_ref())
-                .is_some_and(|(dt, did)| (t, id) <= (*dt, did.as_str()));
+                .is_some_and(|s| s.state.done != NOT_YET && (t, hash) <= s.state.done);
             if late {
                 for (i, _) in &obs {
                     if let Some(r) = rules.all().get(*i as usize) {
@@ -419,17 +510,15 @@ impl Engine {
                     }
                 }
             } else {
-                let info = Info::of(event);
+                let info = Info::of(event, &mut self.strings);
                 self.store.with(&sk, partition, move |st| {
-                    if st.pending.is_empty() && st.rules.is_empty() && st.done.is_none() {
+                    if st.pending.is_empty() && st.rules.is_empty() && st.done == NOT_YET {
                         st.newest = t;
                     }
                     st.newest = st.newest.max(t);
-                    let at = st.pending.partition_point(|p| p.info.order() < (t, id));
-                    let duplicate = st
-                        .pending
-                        .get(at)
-                        .is_some_and(|p| p.info.order() == (t, id));
+                    let order = (t, hash, id);
+                    let at = st.pending.partition_point(|p| p.info.order() < order);
+                    let duplicate = st.pending.get(at).is_some_and(|p| p.info.order() == order);
                     if !duplicate {
                         st.pending.insert(at, Pending { info, obs });
                     }
@@ -488,10 +577,9 @@ impl Engine {
         let max_evidence = self.opts.max_evidence;
         let Engine { store, deltas, .. } = self;
         store.with(k, partition, |st| {
-            while st.pending.front().is_some_and(|p| p.info.time <= w) {
-                let Some(p) = st.pending.pop_front() else {
-                    break;
-                };
+            let due = st.pending.partition_point(|p| p.info.time <= w);
+            let ready: Vec<Pending> = st.pending.drain(..due).collect();
+            for p in ready {
                 for (ri, obs) in p.obs {
                     let Some(rule) = rules.all().get(ri as usize) else {
                         continue;
@@ -508,11 +596,13 @@ impl Engine {
                         alerts.push(a);
                     }
                 }
-                st.done = Some((p.info.time, p.info.id));
+                st.done = (p.info.time, id_hash(&p.info.id));
             }
-            if let Some(now) = st.done.as_ref().map(|d| d.0) {
+            if st.done != NOT_YET {
+                let now = st.done.0;
                 prune_all(&rules, st, now);
             }
+            st.shrink();
         });
     }
 
@@ -526,8 +616,8 @@ impl Engine {
             .store
             .map
             .iter()
-            .filter_map(|(k, slot)| {
-                let clock = self.clocks.get(&(pid_of(k).to_string(), slot.partition))?;
+            .filter_map(|(pid, k, slot)| {
+                let clock = self.clocks.get(&(pid.to_string(), slot.partition))?;
                 let w = clock.saturating_sub(lateness);
                 let expiry = slot
                     .state
@@ -541,13 +631,16 @@ impl Engine {
                     })
                     .min()
                     .unwrap_or(i64::MAX);
-                (expiry <= w).then(|| (k.clone(), slot.partition, w))
+                (expiry <= w).then(|| (full_key(pid, k), slot.partition, w))
             })
             .collect();
         for (k, partition, w) in due {
-            self.store
-                .with(&k, partition, |st| prune_all(&rules, st, w));
+            self.store.with(&k, partition, |st| {
+                prune_all(&rules, st, w);
+                st.shrink();
+            });
         }
+        self.strings.trim();
     }
 
     fn shed_if_needed(&mut self) {
@@ -559,17 +652,20 @@ impl Engine {
         // frees room for many new keys.
         let target = self.opts.max_keys - self.opts.max_keys / 20;
         let excess = held - target;
-        let mut by_age: Vec<(i64, &String)> = self
+        let mut by_age: Vec<(i64, &str, &str)> = self
             .store
             .map
             .iter()
-            .map(|(k, s)| (s.state.newest, k))
+            .map(|(p, k, s)| (s.state.newest, p, k))
             .collect();
         by_age.select_nth_unstable(excess - 1);
-        let victims: Vec<String> = by_age[..excess].iter().map(|(_, k)| (*k).clone()).collect();
+        let victims: Vec<String> = by_age[..excess]
+            .iter()
+            .map(|(_, p, k)| full_key(p, k))
+            .collect();
         let newest_shed = by_age[..excess]
             .iter()
-            .map(|(t, _)| *t)
+            .map(|(t, _, _)| *t)
             .max()
             .unwrap_or_default();
         for k in &victims {
@@ -662,13 +758,14 @@ impl Engine {
         state_key: &str,
         bytes: &[u8],
     ) -> Result<(), RulesError> {
-        let st = state::decode(bytes, self.rules.all()).map_err(|m| RulesError {
-            origin: "rule state".into(),
-            rule_index: None,
-            rule_id: None,
-            field: Some(format!("{state_key:?}")),
-            message: m,
-        })?;
+        let st =
+            state::decode(bytes, self.rules.all(), &mut self.strings).map_err(|m| RulesError {
+                origin: "rule state".into(),
+                rule_index: None,
+                rule_id: None,
+                field: Some(format!("{state_key:?}")),
+                message: m,
+            })?;
         let pid = pid_of(state_key);
         if self.rules.partitioning(pid).is_none() || st.is_empty() {
             self.store.unindex(state_key);
@@ -683,7 +780,7 @@ impl Engine {
             state_key,
             Slot {
                 partition,
-                state: st,
+                state: Box::new(st),
             },
         );
         self.metrics.state_keys.set(self.store.map.len() as i64);

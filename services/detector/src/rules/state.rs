@@ -4,8 +4,14 @@
 //! **Wire format, version 1**: one byte `1`, then JSON of [`WireKey`] (short
 //! field names; rules named by id and definition fingerprint, so state read
 //! back under changed rules is dropped rule by rule rather than misread).
+//!
+//! **Memory.** A million keys must fit in 512 MiB, so the layout is tight:
+//! strings that repeat across keys (principals, targets, resource types) are
+//! interned `Arc<str>`s, ids are `Box<str>`, lists are `Vec`s shrunk after
+//! use, and the last evaluated event is remembered by a hash of its id.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::HashSet;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
@@ -32,24 +38,24 @@ pub(crate) struct Info {
     #[serde(rename = "t")]
     pub time: i64,
     #[serde(rename = "i")]
-    pub id: String,
+    pub id: Box<str>,
     #[serde(rename = "a")]
     pub action: AuditAction,
     #[serde(rename = "b", default)]
     pub bits: u8,
     #[serde(rename = "p")]
-    pub principal: String,
+    pub principal: Arc<str>,
     #[serde(rename = "s")]
-    pub target: String,
+    pub target: Arc<str>,
     #[serde(rename = "y")]
-    pub rtype: String,
+    pub rtype: Arc<str>,
     /// userName, displayName or id of the resource.
     #[serde(rename = "n", default, skip_serializing_if = "Option::is_none")]
-    pub name: Option<String>,
+    pub name: Option<Box<str>>,
 }
 
 impl Info {
-    pub(crate) fn of(e: &EnrichedAuditEvent) -> Info {
+    pub(crate) fn of(e: &EnrichedAuditEvent, strings: &mut Interner) -> Info {
         let ev = &e.event;
         let mut b = 0u8;
         for f in &e.flags {
@@ -73,33 +79,60 @@ impl Info {
         }
         Info {
             time: ev.event_time,
-            id: ev.event_id.clone(),
+            id: ev.event_id.as_str().into(),
             action: ev.action,
             bits: b,
-            principal: ev.principal.id.clone(),
-            target: ev.target.system.clone(),
-            rtype: ev.resource.kind.clone(),
+            principal: strings.get(&ev.principal.id),
+            target: strings.get(&ev.target.system),
+            rtype: strings.get(&ev.resource.kind),
             name: ev
                 .resource
                 .user_name
-                .clone()
-                .or_else(|| ev.resource.display_name.clone())
-                .or_else(|| ev.resource.id.clone()),
+                .as_deref()
+                .or(ev.resource.display_name.as_deref())
+                .or(ev.resource.id.as_deref())
+                .map(Into::into),
         }
     }
 
-    /// The order events are evaluated in: event time, then id.
-    pub(crate) fn order(&self) -> (i64, &str) {
-        (self.time, &self.id)
+    /// The order events are evaluated in: event time, then a hash of the
+    /// id (then the id): the same for every arrival order.
+    pub(crate) fn order(&self) -> (i64, u64, &str) {
+        (self.time, id_hash(&self.id), &self.id)
     }
 
-    /// This info without the resource name (kept in windows, where summaries
-    /// do not name resources).
-    pub(crate) fn without_name(&self) -> Info {
-        Info {
-            name: None,
-            ..self.clone()
+    fn intern(&mut self, strings: &mut Interner) {
+        self.principal = strings.get(&self.principal);
+        self.target = strings.get(&self.target);
+        self.rtype = strings.get(&self.rtype);
+    }
+}
+
+/// FNV-1a, 64 bits: a hash of an event id that is the same in every process
+/// and version (unlike `std`'s hasher).
+pub(crate) fn id_hash(id: &str) -> u64 {
+    id.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
+}
+
+/// One shared copy of each principal, target and resource type name.
+#[derive(Debug, Default)]
+pub(crate) struct Interner(HashSet<Arc<str>>);
+
+impl Interner {
+    pub(crate) fn get(&mut self, s: &str) -> Arc<str> {
+        if let Some(a) = self.0.get(s) {
+            return Arc::clone(a);
         }
+        let a: Arc<str> = Arc::from(s);
+        self.0.insert(Arc::clone(&a));
+        a
+    }
+
+    /// Forgets the names no state refers to any more.
+    pub(crate) fn trim(&mut self) {
+        self.0.retain(|a| Arc::strong_count(a) > 1);
     }
 }
 
@@ -150,14 +183,63 @@ pub(crate) struct Pending {
     pub obs: Vec<(u32, Obs)>,
 }
 
-/// An event counted by a threshold or error_rate window.
+/// An event counted by a threshold or error_rate window: an [`Info`]
+/// without the resource name (windows hold the most events; summaries of
+/// counts do not name resources).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct Mark {
-    #[serde(rename = "e")]
-    pub info: Info,
+    #[serde(rename = "t")]
+    pub time: i64,
+    #[serde(rename = "i")]
+    id: Box<str>,
+    #[serde(rename = "a")]
+    action: AuditAction,
+    #[serde(rename = "b", default)]
+    bits: u8,
+    #[serde(rename = "p")]
+    principal: Arc<str>,
+    #[serde(rename = "s")]
+    target: Arc<str>,
+    #[serde(rename = "y")]
+    rtype: Arc<str>,
     /// `distinct` values (threshold) or `["x"]` for a failure (error_rate).
-    #[serde(rename = "v", default, skip_serializing_if = "Vec::is_empty")]
-    pub values: Vec<String>,
+    #[serde(rename = "v", default, skip_serializing_if = "<[_]>::is_empty")]
+    pub values: Box<[Box<str>]>,
+}
+
+impl Mark {
+    pub(crate) fn new(i: &Info, values: Box<[Box<str>]>) -> Mark {
+        Mark {
+            time: i.time,
+            id: i.id.clone(),
+            action: i.action,
+            bits: i.bits,
+            principal: Arc::clone(&i.principal),
+            target: Arc::clone(&i.target),
+            rtype: Arc::clone(&i.rtype),
+            values,
+        }
+    }
+
+    /// The event as an [`Info`] (for an alert's text).
+    pub(crate) fn info(&self) -> Info {
+        Info {
+            time: self.time,
+            id: self.id.clone(),
+            action: self.action,
+            bits: self.bits,
+            principal: Arc::clone(&self.principal),
+            target: Arc::clone(&self.target),
+            rtype: Arc::clone(&self.rtype),
+            name: None,
+        }
+    }
+
+    fn intern(&mut self, strings: &mut Interner) {
+        self.principal = strings.get(&self.principal);
+        self.target = strings.get(&self.target);
+        self.rtype = strings.get(&self.rtype);
+    }
 }
 
 /// Deduplication: alerts of one rule and key are raised at most once per
@@ -192,18 +274,15 @@ pub(crate) enum Body {
     /// Single-event kinds keep nothing but the dedup state.
     #[serde(rename = "n")]
     None,
-    /// threshold and error_rate: the unalerted events of the window, oldest first.
+    /// threshold and error_rate: the uncounted events of the window, oldest first.
     #[serde(rename = "w")]
-    Window(VecDeque<Mark>),
+    Window(Vec<Mark>),
     /// sequences: events that matched `first` within `within`, oldest first.
     #[serde(rename = "q")]
-    Firsts(VecDeque<Info>),
-    /// new_value: last-seen time per value; `learned`: the key has history.
+    Firsts(Vec<Info>),
+    /// new_value: (value, last seen), sorted by value.
     #[serde(rename = "v")]
-    Seen {
-        #[serde(rename = "s")]
-        seen: BTreeMap<String, i64>,
-    },
+    Seen(Vec<(Box<str>, i64)>),
 }
 
 impl Body {
@@ -212,7 +291,29 @@ impl Body {
             Body::None => true,
             Body::Window(m) => m.is_empty(),
             Body::Firsts(f) => f.is_empty(),
-            Body::Seen { seen } => seen.is_empty(),
+            Body::Seen(s) => s.is_empty(),
+        }
+    }
+
+    fn shrink(&mut self) {
+        fn tight<T>(v: &mut Vec<T>) {
+            if v.capacity() > v.len() + v.len() / 4 + 1 {
+                v.shrink_to_fit();
+            }
+        }
+        match self {
+            Body::None => {}
+            Body::Window(m) => tight(m),
+            Body::Firsts(f) => tight(f),
+            Body::Seen(s) => tight(s),
+        }
+    }
+
+    fn intern(&mut self, strings: &mut Interner) {
+        match self {
+            Body::Window(m) => m.iter_mut().for_each(|m| m.intern(strings)),
+            Body::Firsts(f) => f.iter_mut().for_each(|i| i.intern(strings)),
+            Body::None | Body::Seen(_) => {}
         }
     }
 }
@@ -240,15 +341,31 @@ impl RuleState {
 }
 
 /// Everything held for one partitioning key.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub(crate) struct KeyState {
     /// Newest event time seen for the key (for shedding the oldest keys).
     pub newest: i64,
-    /// The last event evaluated, as (time, id): an event at or before it is late.
-    pub done: Option<(i64, String)>,
-    /// Events not evaluated yet, in (time, id) order.
-    pub pending: VecDeque<Pending>,
+    /// The last event evaluated, as (time, hash of id), or [`NOT_YET`]: an
+    /// event at or before it in evaluation order is late. (Not an `Option`:
+    /// eight bytes less per key.)
+    pub done: (i64, u64),
+    /// Events not evaluated yet, in evaluation order.
+    pub pending: Vec<Pending>,
     pub rules: Vec<RuleState>,
+}
+
+/// `KeyState::done` of a key that has evaluated nothing yet.
+pub(crate) const NOT_YET: (i64, u64) = (i64::MIN, 0);
+
+impl Default for KeyState {
+    fn default() -> Self {
+        KeyState {
+            newest: i64::MIN,
+            done: NOT_YET,
+            pending: Vec::new(),
+            rules: Vec::new(),
+        }
+    }
 }
 
 impl KeyState {
@@ -257,7 +374,20 @@ impl KeyState {
     }
 
     pub(crate) fn earliest_pending(&self) -> Option<i64> {
-        self.pending.front().map(|p| p.info.time)
+        self.pending.first().map(|p| p.info.time)
+    }
+
+    /// Gives back the spare capacity of its lists.
+    pub(crate) fn shrink(&mut self) {
+        for r in &mut self.rules {
+            r.body.shrink();
+        }
+        if self.rules.capacity() > self.rules.len() {
+            self.rules.shrink_to_fit();
+        }
+        if self.pending.is_empty() && self.pending.capacity() > 0 {
+            self.pending = Vec::new();
+        }
     }
 
     pub(crate) fn rule_mut(&mut self, rule: u32) -> &mut RuleState {
@@ -301,7 +431,7 @@ struct WireKey {
     #[serde(rename = "n")]
     newest: i64,
     #[serde(rename = "d", default, skip_serializing_if = "Option::is_none")]
-    done: Option<(i64, String)>,
+    done: Option<(i64, u64)>,
     #[serde(rename = "p", default, skip_serializing_if = "Vec::is_empty")]
     pending: Vec<WirePending>,
     #[serde(rename = "r", default, skip_serializing_if = "Vec::is_empty")]
@@ -339,7 +469,7 @@ pub(crate) fn encode(state: &KeyState, rules: &[Rule]) -> Vec<u8> {
     };
     let wire = WireKey {
         newest: state.newest,
-        done: state.done.clone(),
+        done: (state.done != NOT_YET).then_some(state.done),
         pending: state
             .pending
             .iter()
@@ -379,7 +509,11 @@ pub(crate) fn encode(state: &KeyState, rules: &[Rule]) -> Vec<u8> {
 
 /// Decodes a key's state against `rules`; state of rules that are gone or
 /// whose definition changed is dropped.
-pub(crate) fn decode(bytes: &[u8], rules: &[Rule]) -> Result<KeyState, String> {
+pub(crate) fn decode(
+    bytes: &[u8],
+    rules: &[Rule],
+    strings: &mut Interner,
+) -> Result<KeyState, String> {
     let (&version, json) = bytes
         .split_first()
         .ok_or_else(|| "empty state".to_string())?;
@@ -398,8 +532,8 @@ pub(crate) fn decode(bytes: &[u8], rules: &[Rule]) -> Result<KeyState, String> {
     };
     let mut state = KeyState {
         newest: wire.newest,
-        done: wire.done,
-        pending: VecDeque::new(),
+        done: wire.done.unwrap_or(NOT_YET),
+        pending: Vec::new(),
         rules: Vec::new(),
     };
     for p in wire.pending {
@@ -409,17 +543,22 @@ pub(crate) fn decode(bytes: &[u8], rules: &[Rule]) -> Result<KeyState, String> {
             .filter_map(|(id, fp, o)| index(&id, fp).map(|i| (i, o)))
             .collect();
         if !obs.is_empty() {
-            state.pending.push_back(Pending { info: p.info, obs });
+            let mut info = p.info;
+            info.intern(strings);
+            state.pending.push(Pending { info, obs });
         }
     }
     for r in wire.rules {
         if let Some(i) = index(&r.id, r.fingerprint) {
+            let mut body = r.body;
+            body.intern(strings);
             state.rules.push(RuleState {
                 rule: i,
                 dedup: r.dedup,
-                body: r.body,
+                body,
             });
         }
     }
+    state.shrink();
     Ok(state)
 }

@@ -994,3 +994,226 @@ fn partitionings_are_distinct_in_file_order_and_skip_disabled_rules() {
     let no_id = with(ev("b", "p", 0), |e| e.event.resource.id = None);
     assert_eq!(p.key_of(&no_id), None);
 }
+
+const DOCS: &str = include_str!("../../../../docs/rules.md");
+
+#[test]
+fn the_default_pack_is_valid_and_every_rule_has_a_runbook() {
+    let pack = RuleSet::parse(DEFAULT_PACK, "default.yaml").unwrap_or_else(|e| panic!("{e}"));
+    let ids: Vec<&str> = pack.rules().map(|r| r.id.as_str()).collect();
+    assert_eq!(
+        ids,
+        vec![
+            "burst.principal",
+            "mass-deactivation",
+            "mass-deletion",
+            "privileged-group-escalation",
+            "non-admin-change",
+            "identity-change-before-deprovisioning",
+            "error-spike",
+            "denied-access-burst",
+            "off-hours-human-change",
+        ]
+    );
+    for r in pack.rules() {
+        assert!(r.enabled);
+        assert_eq!(
+            r.runbook_url.as_deref(),
+            Some(format!("docs/rules.md#{}", r.id).as_str())
+        );
+        assert!(
+            DOCS.contains(&format!("<a id=\"{}\"></a>\n### {}\n", r.id, r.id)),
+            "docs/rules.md has no runbook section for {}",
+            r.id
+        );
+    }
+    // Today's burst rule, unchanged.
+    let burst = pack.rule("burst.principal").expect("burst rule");
+    assert_eq!(burst.group_by, vec!["principal.id"]);
+    assert_eq!(burst.severity, scimtrail_core::schema::Severity::High);
+    assert_eq!(burst.window_ms(), 60_000);
+    assert_eq!(RuleSet::default_pack().rules().count(), 9);
+    assert_eq!(
+        pack.partitionings()
+            .into_iter()
+            .map(|p| p.id)
+            .collect::<Vec<_>>(),
+        vec![
+            "principal.id",
+            "target.system",
+            "target.system,resource.type,resource.id"
+        ]
+    );
+}
+
+#[test]
+fn the_docs_list_every_view_field() {
+    for f in view::FIELDS {
+        assert!(
+            DOCS.contains(&format!("| `{}` |", f.path)),
+            "docs/rules.md does not list view field {}",
+            f.path
+        );
+    }
+}
+
+#[test]
+fn the_condition_examples_in_the_docs_are_valid() {
+    let start = DOCS.find("## Conditions").expect("a Conditions section");
+    let block = DOCS[start..]
+        .split("```text\n")
+        .nth(1)
+        .and_then(|b| b.split("```").next())
+        .expect("a code block");
+    let mut n = 0;
+    for line in block.lines().filter(|l| !l.trim().is_empty()) {
+        config::parse_condition(line, "where", "docs").unwrap_or_else(|e| panic!("{e}"));
+        n += 1;
+    }
+    assert!(n >= 5);
+}
+
+#[test]
+fn a_rules_file_loads_from_disk_and_names_it_in_errors() {
+    let dir = std::env::temp_dir().join(format!("scimtrail-rules-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let good = dir.join("good.yaml");
+    std::fs::write(&good, BURST).expect("write");
+    assert_eq!(RuleSet::load(&good).map(|r| r.rules().count()), Ok(1));
+    let bad = dir.join("bad.yaml");
+    std::fs::write(&bad, BURST.replace("60s", "60x")).expect("write");
+    let e = RuleSet::load(&bad).map(|_| ()).expect_err("invalid");
+    assert!(
+        e.to_string()
+            .starts_with(&format!("{}: rules[0]", bad.display())),
+        "{e}"
+    );
+    let missing = RuleSet::load(&dir.join("missing.yaml"))
+        .map(|_| ())
+        .expect_err("missing");
+    assert!(missing.to_string().contains("cannot read"), "{missing}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+fn rss_bytes() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+        })
+        .map_or(0, |kb| kb * 1024)
+}
+
+/// Feeds one event for each of a million keys of `partitioning` through
+/// `yaml`'s rules and returns (keys held, RSS growth in bytes).
+fn a_million_keys(
+    yaml: &str,
+    partitioning: &str,
+    event: impl Fn(i64) -> EnrichedAuditEvent,
+) -> (usize, u64) {
+    let rules = RuleSet::parse(yaml, "t").unwrap_or_else(|e| panic!("{e}"));
+    let p = rules
+        .partitionings()
+        .into_iter()
+        .find(|p| p.id == partitioning)
+        .expect("partitioning");
+    let mut e = Engine::new(
+        Arc::new(rules),
+        EngineOptions {
+            allowed_lateness_ms: 0,
+            max_evidence: 20,
+            max_keys: 1_000_000,
+        },
+        EngineMetrics::new(&Registry::new()),
+    );
+    let before = rss_bytes();
+    for i in 0..1_000_000i64 {
+        let x = event(i);
+        let key = p.key_of(&x).expect("a key");
+        e.process((i % 12) as i32, &p.id, &key, &x);
+        if i % 10_000 == 9_999 {
+            e.commit();
+            e.take_changes();
+        }
+    }
+    e.commit();
+    e.take_changes();
+    let used = rss_bytes().saturating_sub(before);
+    eprintln!(
+        "{} keys: {} MiB RSS growth, {} bytes per key",
+        e.state_keys(),
+        used >> 20,
+        used / e.state_keys().max(1) as u64
+    );
+    (e.state_keys(), used)
+}
+
+/// Event `i` of a million, all within 50 s so that every window is still
+/// open at the end; a UUID-like id as raw exchanges have.
+fn nth(i: i64, principal: &str, resource: &str) -> EnrichedAuditEvent {
+    let mut x = ev(
+        &format!("{i:08x}-7f76-453a-919d-413861904646"),
+        principal,
+        0,
+    );
+    x.event.event_time = 1_772_582_400_000 + i / 20;
+    x.event.target.system = "github-enterprise".into();
+    x.event.resource.id = Some(resource.into());
+    x
+}
+
+/// `cargo test -p scimtrail-detector --lib -- --ignored a_million`: one
+/// million keys with an open threshold window each — every resource a
+/// connector touched, the high-cardinality case — within 512 MiB.
+#[test]
+#[ignore = "takes a minute in a debug build; run on demand"]
+fn a_million_keys_in_windows_fit_in_512_mib() {
+    let yaml = BURST.replace(
+        "    threshold:",
+        "    group_by: [target.system, resource.type, resource.id]\n    threshold:",
+    );
+    let (keys, used) = a_million_keys(&yaml, "target.system,resource.type,resource.id", |i| {
+        nth(i, "okta-provisioner", &format!("2819c223-{i:08x}"))
+    });
+    assert_eq!(keys, 1_000_000);
+    assert!(used < 512 << 20, "{} MiB", used >> 20);
+}
+
+/// A million distinct principals, each with a threshold window, a
+/// sequence step and a seen value: every string unique, for sizing.
+#[test]
+#[ignore = "takes a minute in a debug build; run on demand"]
+fn a_million_principals_with_three_rules_each() {
+    let yaml = format!(
+        "{BURST}{}{}",
+        &NEW_IP["rules:\n".len() + 1..],
+        SEQUENCE["rules:\n".len() + 1..]
+            .replace("    match:", "    group_by: [principal.id]\n    match:")
+    );
+    let (keys, used) = a_million_keys(&yaml, "principal.id", |i| {
+        let mut x = nth(i, &format!("principal-{i:07}@example.com"), "u1");
+        x.event.source.ip = Some(format!("10.{}.{}.{}", i % 200, (i / 200) % 200, i % 7));
+        x.flags.push(EventFlag::IdentityChange);
+        x
+    });
+    assert_eq!(keys, 1_000_000);
+    assert!(used < 1024 << 20, "{} MiB", used >> 20);
+}
+
+#[test]
+#[ignore = "prints sizes"]
+fn print_sizes() {
+    use super::state::*;
+    eprintln!(
+        "KeyState {} RuleState {} Body {} Mark {} Info {} Pending {} Obs {}",
+        std::mem::size_of::<KeyState>(),
+        std::mem::size_of::<RuleState>(),
+        std::mem::size_of::<Body>(),
+        std::mem::size_of::<Mark>(),
+        std::mem::size_of::<Info>(),
+        std::mem::size_of::<Pending>(),
+        std::mem::size_of::<Obs>()
+    );
+}

@@ -3,8 +3,6 @@
 //! requests. Fires on the event that crosses; counted requests are not
 //! counted again.
 
-use std::collections::VecDeque;
-
 use serde_json::Value;
 
 use scimtrail_core::schema::Alert;
@@ -30,37 +28,35 @@ pub(super) fn apply(
     failed: bool,
 ) -> Option<Alert> {
     if !matches!(rs.body, Body::Window(_)) {
-        rs.body = Body::Window(VecDeque::new());
+        rs.body = Body::Window(Vec::new());
     }
     let Body::Window(marks) = &mut rs.body else {
         return None;
     };
-    marks.push_back(Mark {
-        info: info.without_name(),
-        values: if failed {
-            vec![FAILED.into()]
+    marks.push(Mark::new(
+        info,
+        if failed {
+            Box::new([FAILED.into()])
         } else {
-            Vec::new()
+            Box::new([])
         },
-    });
+    ));
     let horizon = info.time.saturating_sub(s.window_ms);
-    while marks.front().is_some_and(|m| m.info.time <= horizon) {
-        marks.pop_front();
-    }
+    marks.retain(|m| m.time > horizon);
     let total = marks.len() as u64;
     let failures = marks.iter().filter(|m| !m.values.is_empty()).count() as u64;
     if total < s.min_count || (failures as f64) < s.ratio * total as f64 {
         return None;
     }
-    let counted: Vec<Mark> = marks.drain(..).collect();
-    let first = counted.first().map_or(info.time, |m| m.info.time);
+    let counted: Vec<Mark> = std::mem::take(marks);
+    let first = counted.first().map_or(info.time, |m| m.time);
     ctx.fire(&mut rs.dedup, info.time, || {
-        let failed: Vec<&Info> = counted
+        let owned: Vec<(bool, Info)> = counted
             .iter()
-            .filter(|m| !m.values.is_empty())
-            .map(|m| &m.info)
+            .map(|m| (!m.values.is_empty(), m.info()))
             .collect();
-        let all: Vec<&Info> = counted.iter().map(|m| &m.info).collect();
+        let failed: Vec<&Info> = owned.iter().filter(|(f, _)| *f).map(|(_, i)| i).collect();
+        let all: Vec<&Info> = owned.iter().map(|(_, i)| i).collect();
         let pct = failures * 100 / total.max(1);
         Draft {
             window_start: first,
@@ -68,7 +64,7 @@ pub(super) fn apply(
             threshold: s.min_count,
             first,
             last: info.time,
-            evidence: failed.iter().map(|i| i.id.clone()).collect(),
+            evidence: failed.iter().map(|i| i.id.to_string()).collect(),
             principal: alert::sole_principal(failed.iter().copied()),
             summary: format!(
                 "{failures} of {total} requests to {} failed ({pct}%) within {}, at or above the {}% limit (at least {} requests in {})",

@@ -3,8 +3,6 @@
 //! `then` at most `within` later), e.g. an identity change followed by the
 //! account's deactivation.
 
-use std::collections::VecDeque;
-
 use serde_json::Value;
 
 use scimtrail_core::schema::Alert;
@@ -38,20 +36,18 @@ pub(super) fn apply_sequence(
 ) -> Option<Alert> {
     let q = s.sequence.as_ref()?;
     if !matches!(rs.body, Body::Firsts(_)) {
-        rs.body = Body::Firsts(VecDeque::new());
+        rs.body = Body::Firsts(Vec::new());
     }
     let Body::Firsts(firsts) = &mut rs.body else {
         return None;
     };
     let horizon = info.time.saturating_sub(q.within_ms);
-    while firsts.front().is_some_and(|f| f.time < horizon) {
-        firsts.pop_front();
-    }
+    firsts.retain(|f| f.time >= horizon);
     let mut alert = None;
     if then {
         // The earliest remembered `first` pairs with this event; all of them
         // are used up, so one identity change raises one sequence alert.
-        if let Some(f) = firsts.front().cloned() {
+        if let Some(f) = firsts.first().cloned() {
             firsts.clear();
             let then_info = info.clone();
             alert = ctx.fire(&mut rs.dedup, info.time, || Draft {
@@ -60,7 +56,7 @@ pub(super) fn apply_sequence(
                 threshold: 1,
                 first: f.time,
                 last: then_info.time,
-                evidence: vec![f.id.clone(), then_info.id.clone()],
+                evidence: vec![f.id.to_string(), then_info.id.to_string()],
                 principal: alert::sole_principal([&f, &then_info]),
                 summary: format!(
                     "{} in {}: {} by {}, then {} by {} {} later",
@@ -76,9 +72,9 @@ pub(super) fn apply_sequence(
         }
     }
     if first {
-        firsts.push_back(info.clone());
-        while firsts.len() > MAX_FIRSTS {
-            firsts.pop_front();
+        firsts.push(info.clone());
+        if firsts.len() > MAX_FIRSTS {
+            firsts.remove(0);
         }
     }
     alert

@@ -63,27 +63,21 @@ pub(crate) fn prune(rule: &Rule, rs: &mut RuleState, now: i64) {
     match (&rule.kind, &mut rs.body) {
         (Kind::Threshold(s), Body::Window(marks)) => {
             let h = horizon(s.window_ms);
-            while marks.front().is_some_and(|m| m.info.time <= h) {
-                marks.pop_front();
-            }
+            marks.retain(|m| m.time > h);
         }
         (Kind::ErrorRate(s), Body::Window(marks)) => {
             let h = horizon(s.window_ms);
-            while marks.front().is_some_and(|m| m.info.time <= h) {
-                marks.pop_front();
-            }
+            marks.retain(|m| m.time > h);
         }
         (Kind::Match(s), Body::Firsts(firsts)) => {
             if let Some(seq) = &s.sequence {
                 let h = horizon(seq.within_ms);
-                while firsts.front().is_some_and(|f| f.time < h) {
-                    firsts.pop_front();
-                }
+                firsts.retain(|f| f.time >= h);
             }
         }
-        (Kind::NewValue(s), Body::Seen { seen }) => {
+        (Kind::NewValue(s), Body::Seen(seen)) => {
             let h = horizon(s.lookback_ms);
-            seen.retain(|_, t| *t > h);
+            seen.retain(|(_, t)| *t > h);
         }
         _ => {}
     }
@@ -95,13 +89,17 @@ pub(crate) fn prune(rule: &Rule, rs: &mut RuleState, now: i64) {
 /// The earliest event time at which [`prune`] would change something.
 pub(crate) fn expiry(rule: &Rule, rs: &RuleState) -> i64 {
     let body = match (&rule.kind, &rs.body) {
-        (Kind::Threshold(s), Body::Window(m)) => m.front().map(|m| m.info.time + s.window_ms),
-        (Kind::ErrorRate(s), Body::Window(m)) => m.front().map(|m| m.info.time + s.window_ms),
+        (Kind::Threshold(s), Body::Window(m)) => m.first().map(|m| m.time + s.window_ms),
+        (Kind::ErrorRate(s), Body::Window(m)) => m.first().map(|m| m.time + s.window_ms),
         (Kind::Match(s), Body::Firsts(f)) => s
             .sequence
             .as_ref()
-            .and_then(|q| f.front().map(|f| f.time + q.within_ms + 1)),
-        (Kind::NewValue(s), Body::Seen { seen }) => seen.values().min().map(|t| t + s.lookback_ms),
+            .and_then(|q| f.first().map(|f| f.time + q.within_ms + 1)),
+        (Kind::NewValue(s), Body::Seen(seen)) => seen
+            .iter()
+            .map(|(_, t)| *t)
+            .min()
+            .map(|t| t + s.lookback_ms),
         _ => None,
     };
     let dedup = (rs.dedup.suppressed == 0 && rs.dedup.suppressed_until != i64::MIN)
@@ -124,8 +122,8 @@ fn single(
         threshold: 0,
         first: info.time,
         last: info.time,
-        evidence: vec![info.id.clone()],
-        principal: Some(info.principal.clone()),
+        evidence: vec![info.id.to_string()],
+        principal: Some(info.principal.to_string()),
         summary: match kind {
             "policy" => policy::summary(info, note.as_deref()),
             "schedule" => schedule::summary(rule, info, note.as_deref()),

@@ -4,8 +4,6 @@
 //! `max_values` values; the first event of a key only teaches it (unless
 //! `alert_on_first`).
 
-use std::collections::BTreeMap;
-
 use serde_json::Value;
 
 use scimtrail_core::schema::Alert;
@@ -27,34 +25,36 @@ pub(super) fn apply(
     info: &Info,
     values: Vec<String>,
 ) -> Option<Alert> {
-    let learned = matches!(&rs.body, Body::Seen { seen } if !seen.is_empty());
-    if !matches!(rs.body, Body::Seen { .. }) {
-        rs.body = Body::Seen {
-            seen: BTreeMap::new(),
-        };
+    let learned = matches!(&rs.body, Body::Seen(seen) if !seen.is_empty());
+    if !matches!(rs.body, Body::Seen(_)) {
+        rs.body = Body::Seen(Vec::new());
     }
-    let Body::Seen { seen } = &mut rs.body else {
+    let Body::Seen(seen) = &mut rs.body else {
         return None;
     };
     let horizon = info.time.saturating_sub(s.lookback_ms);
-    seen.retain(|_, t| *t > horizon);
+    seen.retain(|(_, t)| *t > horizon);
     let mut new = Vec::new();
     for v in values {
-        if !seen.contains_key(&v) {
-            new.push(v.clone());
+        match seen.binary_search_by(|(x, _)| (**x).cmp(v.as_str())) {
+            Ok(at) => seen[at].1 = info.time,
+            Err(at) => {
+                seen.insert(at, (v.as_str().into(), info.time));
+                new.push(v);
+            }
         }
-        seen.insert(v, info.time);
     }
     while seen.len() > s.max_values {
         // The value seen longest ago goes (ties: the smallest value).
         let Some(oldest) = seen
             .iter()
-            .min_by_key(|(v, t)| (**t, (*v).clone()))
-            .map(|(v, _)| v.clone())
+            .enumerate()
+            .min_by_key(|(_, (v, t))| (*t, v.clone()))
+            .map(|(at, _)| at)
         else {
             break;
         };
-        seen.remove(&oldest);
+        seen.remove(oldest);
     }
     if new.is_empty() || !(learned || s.alert_on_first) {
         return None;
@@ -65,8 +65,8 @@ pub(super) fn apply(
         threshold: 0,
         first: info.time,
         last: info.time,
-        evidence: vec![info.id.clone()],
-        principal: Some(info.principal.clone()),
+        evidence: vec![info.id.to_string()],
+        principal: Some(info.principal.to_string()),
         summary: format!(
             "{} {} {} in {} with a new {} {} (not seen in the last {})",
             info.principal,

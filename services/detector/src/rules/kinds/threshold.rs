@@ -5,7 +5,7 @@
 //! again, so one burst raises one alert however long the window takes to
 //! slide past it.
 
-use std::collections::{BTreeSet, VecDeque};
+use std::collections::BTreeSet;
 
 use serde_json::Value;
 
@@ -39,19 +39,17 @@ pub(super) fn apply(
     values: Vec<String>,
 ) -> Option<Alert> {
     if !matches!(rs.body, Body::Window(_)) {
-        rs.body = Body::Window(VecDeque::new());
+        rs.body = Body::Window(Vec::new());
     }
     let Body::Window(marks) = &mut rs.body else {
         return None;
     };
-    marks.push_back(Mark {
-        info: info.without_name(),
-        values,
-    });
+    marks.push(Mark::new(
+        info,
+        values.into_iter().map(Into::into).collect(),
+    ));
     let horizon = info.time.saturating_sub(s.window_ms);
-    while marks.front().is_some_and(|m| m.info.time <= horizon) {
-        marks.pop_front();
-    }
+    marks.retain(|m| m.time > horizon);
     let count = match &s.distinct {
         None => marks.len() as u64,
         Some(_) => marks
@@ -64,17 +62,18 @@ pub(super) fn apply(
         return None;
     }
     // Counted now, whether the alert is raised or suppressed.
-    let counted: Vec<Mark> = marks.drain(..).collect();
-    let first = counted.first().map_or(info.time, |m| m.info.time);
+    let counted: Vec<Mark> = std::mem::take(marks);
+    let first = counted.first().map_or(info.time, |m| m.time);
     ctx.fire(&mut rs.dedup, info.time, || {
-        let infos: Vec<&Info> = counted.iter().map(|m| &m.info).collect();
+        let owned: Vec<Info> = counted.iter().map(Mark::info).collect();
+        let infos: Vec<&Info> = owned.iter().collect();
         Draft {
             window_start: first,
             count,
             threshold: s.more_than,
             first,
             last: info.time,
-            evidence: infos.iter().map(|i| i.id.clone()).collect(),
+            evidence: infos.iter().map(|i| i.id.to_string()).collect(),
             principal: alert::sole_principal(infos.iter().copied()),
             summary: summary(s, &infos, count),
         }
@@ -91,7 +90,7 @@ fn summary(s: &ThresholdSpec, infos: &[&Info], count: u64) -> String {
         _ => human_duration(0),
     };
     let verbs: BTreeSet<&str> = infos.iter().map(|i| alert::verb(i).0).collect();
-    let types: BTreeSet<&str> = infos.iter().map(|i| i.rtype.as_str()).collect();
+    let types: BTreeSet<&str> = infos.iter().map(|i| &*i.rtype).collect();
     let one_verb = (verbs.len() == 1)
         .then(|| verbs.iter().next().copied())
         .flatten();
