@@ -1217,3 +1217,55 @@ fn print_sizes() {
         std::mem::size_of::<Obs>()
     );
 }
+
+#[test]
+fn the_engine_moves_between_threads_and_rule_sets_are_shared() {
+    fn send<T: Send>() {}
+    fn send_sync<T: Send + Sync>() {}
+    send::<Engine>();
+    send_sync::<RuleSet>();
+    send_sync::<EngineMetrics>();
+}
+
+#[test]
+fn restored_state_of_a_changed_rule_is_dropped_and_deleted() {
+    let (mut a, _) = engine_with(&two_bursts("Burst", 3), 0);
+    feed(&mut a, &patches("e", "p", &[0, 1, 2]));
+    let changes = a.take_changes();
+    // The instance that takes over runs `other` with another threshold.
+    let (mut b, _) = engine_with(&two_bursts("Burst", 4), 0);
+    for (k, v) in &changes {
+        b.restore(0, k, v.as_deref().expect("a value"))
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
+    let alerts = feed(&mut b, &patches("f", "p", &[3]));
+    let fired: Vec<_> = alerts.iter().map(|x| x.rule_id.as_str()).collect();
+    assert_eq!(fired, vec!["burst.principal"]);
+    // State of a partitioning no rule uses any more is deleted on restore.
+    let (mut c, _) = engine_with(
+        &BURST.replace(
+            "    threshold:",
+            "    group_by: [target.system]\n    threshold:",
+        ),
+        0,
+    );
+    let (k, v) = &changes[0];
+    c.restore(0, k, v.as_deref().expect("a value"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(c.state_keys(), 0);
+    assert_eq!(c.take_changes(), vec![(k.clone(), None)]);
+}
+
+#[test]
+fn unreadable_state_is_an_error_naming_the_key() {
+    let mut e = engine(BURST);
+    let err = e
+        .restore(0, "principal.id\u{1f}p", b"\x01{not json")
+        .expect_err("unreadable");
+    assert!(
+        err.to_string()
+            .starts_with("rule state: \"principal.id\\u{1f}p\": unreadable state"),
+        "{err}"
+    );
+    assert!(e.restore(0, "principal.id\u{1f}p", b"").is_err());
+}
