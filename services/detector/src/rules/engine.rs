@@ -6,9 +6,9 @@
 //! An arriving event is observed by the rules of its partitioning at once
 //! (conditions run on the whole event) and waits, as a small [`Pending`]
 //! record, in its key's state until the watermark reaches it; then the rules
-//! apply it in (event time, event id) order. So the alerts do not depend on
-//! the arrival order within the lateness, and with a lateness of 0 every
-//! event is evaluated as it arrives. An event arriving after its key has
+//! apply it in event-time order (ties by a hash of the event id). So the
+//! alerts do not depend on the arrival order within the lateness, and with a
+//! lateness of 0 every event is evaluated as it arrives. An event arriving after its key has
 //! evaluated a later one is late: counted in `late_events_total{rule}` and
 //! ignored.
 

@@ -10,7 +10,7 @@
 //! [`Engine::process`] with (partition, partitioning id, key, event).
 //!
 //! **Ordering and determinism.** Rules evaluate each key's events in event
-//! time order (ties by event id), once the partition's event time is
+//! time order (ties by a hash of the event id), once the partition's event time is
 //! `allowed_lateness` past them; an event arriving after its key has already
 //! evaluated a later one is *late* (counted, ignored). Hence: for any arrival
 //! order in which no event arrives after an event more than
