@@ -17,6 +17,7 @@
 pub mod burst;
 pub mod config;
 pub mod repartition;
+pub mod rules;
 
 use std::path::PathBuf;
 
