@@ -96,7 +96,26 @@ fn traffic() -> Vec<Value> {
 async fn pipeline_delivers_each_event_once_dead_letters_bad_input_and_alerts_on_the_burst() {
     let _serial = SERIAL.lock().await;
     // The receiver fails its first two calls: the sink must retry, not drop.
-    let mut p = Pipeline::start("pipeline", Stages::ALL, 2, 2).await;
+    // Only the burst rule of the default pack, so the expected alerts are
+    // known exactly (tests/e2e/detector.rs covers the other kinds).
+    let rules = std::env::temp_dir().join(format!("scimtrail-rules-{}.yaml", uuid::Uuid::new_v4()));
+    let pack = scimtrail_detector::rules::DEFAULT_PACK;
+    let burst = pack
+        .split("\n  - id: ")
+        .find(|r| r.starts_with("burst.principal"))
+        .expect("burst.principal in the default pack");
+    std::fs::write(&rules, format!("rules:\n  - id: {burst}")).expect("write rules");
+    let mut p = Pipeline::start_with(
+        "pipeline",
+        Stages::ALL,
+        2,
+        2,
+        vec![(
+            "SCIMTRAIL__DETECTOR__RULES_FILE".into(),
+            rules.display().to_string(),
+        )],
+    )
+    .await;
     let names = p.names.clone();
     let codecs = Codecs::single_object().expect("codecs");
 
@@ -328,6 +347,10 @@ async fn pipeline_delivers_each_event_once_dead_letters_bad_input_and_alerts_on_
     let alert = &calls[0].body["data"];
     assert_eq!(alert["rule_id"], "burst.principal");
     assert_eq!(alert["principal"], "mass-deleter");
+    assert_eq!(alert["group_key"]["principal.id"], "mass-deleter");
+    assert!(alert["runbook_url"]
+        .as_str()
+        .is_some_and(|u| u.contains("burst.principal")));
     assert_eq!(alert["count"], 21, "fires on the event that crosses 20");
     assert_eq!(alert["threshold"], 20);
     assert_eq!(

@@ -4,12 +4,14 @@
 //! - `gen` produces realistic synthetic SCIM traffic in the raw contract;
 //! - `tail TOPIC` prints any topic as JSON lines, decoding Avro;
 //! - `receive` is a small webhook receiver that prints each alert;
-//! - `trace` prints an attribute's history across systems.
+//! - `trace` prints an attribute's history across systems;
+//! - `backtest` runs rules over past events and prints the alerts they would raise.
 //!
 //! Kafka settings come from the same configuration as the services (file and
 //! `SCIMTRAIL__KAFKA__…`/`SCIMTRAIL__TOPICS__…` env vars), so the CLI always
 //! talks to the same cluster and topics they do.
 
+mod backtest;
 mod gen;
 mod receive;
 mod tail;
@@ -49,6 +51,8 @@ enum Command {
     Receive(receive::ReceiveArgs),
     /// Print an attribute's history across systems, from the enriched topic.
     Trace(trace::TraceArgs),
+    /// Run rules over the enriched topic or an export and print the alerts they would raise.
+    Backtest(backtest::BacktestArgs),
 }
 
 #[derive(Subcommand)]
@@ -80,9 +84,17 @@ fn load_common(file: Option<PathBuf>) -> anyhow::Result<CommonConfig> {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    // Receiving webhooks needs no Kafka configuration.
+    // Receiving webhooks, and backtesting an export, need no Kafka configuration.
     if let Command::Receive(args) = cli.command {
         return receive::run(args).await;
+    }
+    if let Command::Backtest(args) = &cli.command {
+        if args.has_file() {
+            let Command::Backtest(args) = cli.command else {
+                unreachable!("matched above")
+            };
+            return backtest::run(None, args).await;
+        }
     }
     let common = load_common(cli.config)?;
     let mut log = common.log.clone();
@@ -98,6 +110,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Gen(args) => traffic::run(&common, args).await,
         Command::Tail(args) => tail::run(&common, args).await,
         Command::Trace(args) => trace::run(&common, args).await,
+        Command::Backtest(args) => backtest::run(Some(&common), args).await,
         Command::Receive(_) => Ok(()),
     }
 }

@@ -207,6 +207,12 @@ pub trait Stage: Send {
 
     /// Partitions taken away: drop their state, another instance owns them now.
     fn partitions_revoked(&mut self, _partitions: &[(String, i32)]) {}
+
+    /// No record arrived for a while. A stage whose outputs wait on event
+    /// time (windows that close when later events arrive) may produce them
+    /// here; they are written in a transaction of their own, with no input
+    /// offsets, and [`Stage::commit`] or [`Stage::abort`] follows as usual.
+    fn idle(&mut self, _out: &mut Vec<Output>) {}
 }
 
 /// The committed end of an output partition (see [`Stage::resume`]).
@@ -511,6 +517,9 @@ impl<S: Stage> Runner<S> {
             self.health.beat();
             let batch = self.collect_batch(&shutdown)?;
             if batch.is_empty() {
+                if self.assigned > 0 {
+                    self.flush_idle()?;
+                }
                 continue;
             }
             let started = Instant::now();
@@ -792,6 +801,72 @@ impl<S: Stage> Runner<S> {
                     Ok(BatchOutcome::Aborted)
                 }
             },
+        }
+    }
+
+    /// Writes what [`Stage::idle`] produced, in a transaction of its own.
+    fn flush_idle(&mut self) -> Result<(), RunnerError> {
+        let mut out = Vec::new();
+        self.stage.idle(&mut out);
+        if out.is_empty() {
+            return Ok(());
+        }
+        if let Err(e) = self.producer.begin_transaction() {
+            return Err(RunnerError::Fatal {
+                context: "begin transaction",
+                transactional_id: self.transactional_id.clone(),
+                source: e,
+            });
+        }
+        let mut produced: BTreeMap<String, u64> = BTreeMap::new();
+        let mut failed = None;
+        for o in &out {
+            match self.send(
+                &o.topic,
+                o.key.as_deref(),
+                o.payload.as_deref(),
+                o.partition,
+                o.owned_headers(),
+            ) {
+                Ok(()) => *produced.entry(o.topic.clone()).or_default() += 1,
+                Err(e) => {
+                    failed = Some(("produce", e));
+                    break;
+                }
+            }
+        }
+        let result = match failed {
+            Some(f) => Err(f),
+            None => self.retrying("commit transaction", || {
+                self.producer.commit_transaction(self.op_timeout)
+            }),
+        };
+        match result {
+            Ok(()) => {
+                self.stage.commit();
+                self.metrics
+                    .transactions
+                    .with_label_values(&[&self.spec.task, "committed"])
+                    .inc();
+                for (topic, n) in produced {
+                    self.metrics
+                        .produced
+                        .with_label_values(&[&self.spec.task, &topic])
+                        .inc_by(n);
+                }
+                Ok(())
+            }
+            Err((context, e)) if classify(&e) == ErrorClass::Fatal => Err(RunnerError::Fatal {
+                context,
+                transactional_id: self.transactional_id.clone(),
+                source: e,
+            }),
+            Err((context, e)) => {
+                // Nothing was consumed, so nothing to rewind: the stage rolls
+                // back and produces the same outputs at the next idle moment.
+                tracing::warn!(message = "aborting idle transaction", task = %self.spec.task, context, error = %e);
+                self.abort(&BTreeMap::new())
+            }
         }
     }
 

@@ -1,88 +1,80 @@
 //! The `[detector]` section.
 
+use std::path::PathBuf;
+
 use serde::Deserialize;
 
 use scimtrail_core::config::{ConfigError, Validate};
-use scimtrail_core::schema::Severity;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DetectorConfig {
-    /// Burst rule: alert when one principal makes more than this many changes
-    /// (creates, replaces, patches, deletes; failed attempts included)...
-    #[serde(default = "default_threshold")]
-    pub burst_threshold: u32,
-    /// ...within this many seconds of event time.
-    #[serde(default = "default_window_secs")]
-    pub burst_window_secs: u64,
-    /// Severity of burst alerts: info, low, medium, high or critical.
-    #[serde(default = "default_severity")]
-    pub burst_severity: String,
-    /// How far behind the newest event of a principal an event may arrive and
-    /// still be counted, in seconds. Older events are counted as late and ignored.
+    /// YAML rules file (docs/rules.md). Unset: the built-in default pack
+    /// for SCIM provisioning (`services/detector/rules/default.yaml`).
+    #[serde(default)]
+    pub rules_file: Option<PathBuf>,
+    /// How often the rules file's modification time is checked; a changed
+    /// file is reloaded (also on SIGHUP), a bad one rejected and the running
+    /// rules kept.
+    #[serde(default = "default_rules_reload_secs")]
+    pub rules_reload_secs: u64,
+    /// How far (in event time) events of one key may arrive out of order and
+    /// still be evaluated in order. Alerts wait this long in event time before
+    /// they are final, so it is also the alert delay; a partition that goes
+    /// quiet is advanced by the wall clock after this long.
     #[serde(default = "default_lateness_secs")]
     pub allowed_lateness_secs: u64,
     /// Most event ids listed as evidence in one alert.
     #[serde(default = "default_max_evidence")]
     pub max_evidence: usize,
+    /// Most keys (principals, targets, resources... over all rules) held in
+    /// memory; beyond it the keys idle longest are shed, with a log line and
+    /// `scimtrail_detector_state_shed_total`.
+    #[serde(default = "default_max_keys")]
+    pub max_keys: usize,
 }
 
-fn default_threshold() -> u32 {
-    20
-}
-fn default_window_secs() -> u64 {
-    60
-}
-fn default_severity() -> String {
-    "high".into()
+fn default_rules_reload_secs() -> u64 {
+    5
 }
 fn default_lateness_secs() -> u64 {
-    30
+    2
 }
 fn default_max_evidence() -> usize {
     20
+}
+fn default_max_keys() -> usize {
+    1_000_000
 }
 
 impl Default for DetectorConfig {
     fn default() -> Self {
         DetectorConfig {
-            burst_threshold: default_threshold(),
-            burst_window_secs: default_window_secs(),
-            burst_severity: default_severity(),
+            rules_file: None,
+            rules_reload_secs: default_rules_reload_secs(),
             allowed_lateness_secs: default_lateness_secs(),
             max_evidence: default_max_evidence(),
-        }
-    }
-}
-
-impl DetectorConfig {
-    pub fn severity(&self) -> Result<Severity, ConfigError> {
-        match self.burst_severity.to_ascii_lowercase().as_str() {
-            "info" => Ok(Severity::Info),
-            "low" => Ok(Severity::Low),
-            "medium" => Ok(Severity::Medium),
-            "high" => Ok(Severity::High),
-            "critical" => Ok(Severity::Critical),
-            other => Err(ConfigError::invalid(
-                "detector.burst_severity",
-                format!("`{other}` is not one of info, low, medium, high, critical"),
-            )),
+            max_keys: default_max_keys(),
         }
     }
 }
 
 impl Validate for DetectorConfig {
     fn validate(&self) -> Result<(), ConfigError> {
-        if self.burst_threshold == 0 {
+        if let Some(path) = &self.rules_file {
+            crate::rules::RuleSet::load(path)
+                .map_err(|e| ConfigError::invalid("detector.rules_file", e.to_string()))?;
+        }
+        if self.rules_reload_secs == 0 {
             return Err(ConfigError::invalid(
-                "detector.burst_threshold",
-                "must be at least 1",
+                "detector.rules_reload_secs",
+                "must be positive",
             ));
         }
-        if self.burst_window_secs == 0 || self.burst_window_secs > 7 * 24 * 3600 {
+        if self.allowed_lateness_secs > 3600 {
             return Err(ConfigError::invalid(
-                "detector.burst_window_secs",
-                "must be between 1 and 604800 (one week)",
+                "detector.allowed_lateness_secs",
+                "must be at most 3600 (alerts wait this long)",
             ));
         }
         if self.max_evidence == 0 {
@@ -91,6 +83,45 @@ impl Validate for DetectorConfig {
                 "must be at least 1",
             ));
         }
-        self.severity().map(|_| ())
+        if self.max_keys == 0 {
+            return Err(ConfigError::invalid(
+                "detector.max_keys",
+                "must be at least 1",
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl DetectorConfig {
+    /// The rules to start with.
+    pub fn rules(&self) -> Result<crate::rules::RuleSet, crate::rules::RulesError> {
+        match &self.rules_file {
+            Some(path) => crate::rules::RuleSet::load(path),
+            None => Ok(crate::rules::RuleSet::default_pack()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_bad_rules_file_is_refused_at_start_with_its_problem() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let path = dir.path().join("rules.yaml");
+        std::fs::write(
+            &path,
+            "rules:\n  - id: x\n    title: t\n    severity: loud\n",
+        )
+        .expect("write");
+        let c = DetectorConfig {
+            rules_file: Some(path),
+            ..DetectorConfig::default()
+        };
+        let err = c.validate().expect_err("bad severity").to_string();
+        assert!(err.contains("detector.rules_file"), "{err}");
+        assert!(DetectorConfig::default().validate().is_ok());
     }
 }

@@ -2,27 +2,30 @@
 //!
 //! Two exactly-once tasks per instance, as a Kafka Streams topology would have:
 //! 1. **repartition** (group `<prefix>-detector-repartition`): reads
-//!    `audit.enriched.v1` (keyed by resource) and re-keys each change by
-//!    principal onto the internal topic `<internal_prefix>detector-by-principal`;
-//! 2. **burst** (group `<prefix>-detector-burst`): reads that topic, so every
-//!    event of one principal reaches one instance, keeps event-time windows per
-//!    principal and writes `Alert`s to `audit.alerts.v1`.
+//!    `audit.enriched.v1` (keyed by resource) and re-keys each event by every
+//!    partitioning (`group_by` fields) the enabled rules use onto the internal
+//!    topic `<internal_prefix>detector-by-key` ([`repartition`]);
+//! 2. **rules** (group `<prefix>-detector-rules`): reads that topic, so every
+//!    event of one group key reaches one instance, evaluates the rules
+//!    ([`rules`]) and writes `Alert`s to `audit.alerts.v1` ([`evaluate`]).
 //!
-//! **Delivery:** exactly-once per task through the transactional runner; window
-//! state rolls back with an aborted transaction. **Ordering:** per principal, in
-//! the order the repartition task wrote them; windows tolerate event-time
-//! disorder up to `allowed_lateness_secs`. **State:** in memory per assigned
-//! partition; a restart or reassignment starts that partition's windows empty.
+//! **Delivery:** exactly-once per task through the transactional runner.
+//! **State:** the engine's windows, seen values and suppression are written
+//! to the compacted changelog `<internal_prefix>detector-state` in the same
+//! transaction and restored on assignment. **Rules:** from
+//! `detector.rules_file` (or the built-in default pack), hot-reloaded on change
+//! or SIGHUP ([`reload`]).
 
-pub mod burst;
 pub mod config;
+pub mod evaluate;
+pub mod reload;
 pub mod repartition;
 pub mod rules;
 
 use std::path::PathBuf;
 
 use scimtrail_core::app::{App, Startup};
-use scimtrail_core::kafka::TopicSpec;
+use scimtrail_core::kafka::{TopicSpec, TopicStatus};
 use scimtrail_core::metrics::RunnerMetrics;
 use scimtrail_core::runner::{self, RunnerSpec};
 use scimtrail_core::schema::avro::Codecs;
@@ -44,26 +47,82 @@ pub fn check_config(config_file: Option<PathBuf>) -> anyhow::Result<()> {
     STARTUP.check::<DetectorConfig>(config_file)
 }
 
-/// Name (after the internal prefix) of the by-principal repartition topic.
-pub const BY_PRINCIPAL: &str = "detector-by-principal";
+/// Name (after the internal prefix) of the repartition topic.
+pub const BY_KEY: &str = "detector-by-key";
 
 /// Runs the service until SIGTERM/SIGINT.
 pub async fn run(config_file: Option<PathBuf>) -> anyhow::Result<()> {
     let app: App<DetectorConfig> = App::start(STARTUP, config_file).await?;
     let common = app.config.common.clone();
-    let by_principal = common.topics.internal(BY_PRINCIPAL);
+    let cfg = app.config.stage.clone();
+    let rule_set = cfg
+        .rules()
+        .map_err(|e| anyhow::anyhow!("detector.rules_file: {e}"))?;
+    tracing::info!(
+        message = "rules loaded",
+        file = %cfg.rules_file.as_ref().map_or("(default pack)".to_string(), |p| p.display().to_string()),
+        enabled = rule_set.rules().filter(|r| r.enabled).count(),
+        partitionings = rule_set.partitionings().len(),
+    );
+    let rules = reload::Rules::new(rule_set);
+    if let Some(path) = &cfg.rules_file {
+        let reloads = scimtrail_core::metrics::counter_vec(
+            &app.registry,
+            SERVICE,
+            "rules_reloads_total",
+            "Reloads of the rules file after it changed or on SIGHUP, by result (ok, rejected).",
+            &["result"],
+        );
+        for r in ["ok", "rejected"] {
+            reloads.with_label_values(&[r]);
+        }
+        rules.watch(
+            path.clone(),
+            std::time::Duration::from_secs(cfg.rules_reload_secs),
+            reloads,
+            app.shutdown.clone(),
+        )?;
+    }
+
+    let by_key = common.topics.internal(BY_KEY);
+    let changelog = common.topics.internal(evaluate::CHANGELOG);
+    let mut compacted = common.topics.settings.clone();
+    compacted.insert("cleanup.policy".into(), "compact".into());
+    compacted.remove("retention.ms");
     // Internal topics belong to the detector and are created by it, like a
-    // Kafka Streams application's repartition topics.
-    scimtrail_core::kafka::ensure_topics(
+    // Kafka Streams application's repartition and changelog topics. The
+    // changelog must have the repartition topic's partition count: a key's
+    // state lives on its input partition's number.
+    let created = scimtrail_core::kafka::ensure_topics(
         &common.kafka,
-        &[TopicSpec {
-            name: by_principal.clone(),
-            partitions: common.topics.partitions,
-            replication_factor: common.topics.replication_factor,
-            settings: common.topics.settings.clone(),
-        }],
+        &[
+            TopicSpec {
+                name: by_key.clone(),
+                partitions: common.topics.partitions,
+                replication_factor: common.topics.replication_factor,
+                settings: common.topics.settings.clone(),
+            },
+            TopicSpec {
+                name: changelog.clone(),
+                partitions: common.topics.partitions,
+                replication_factor: common.topics.replication_factor,
+                settings: compacted,
+            },
+        ],
     )
     .await?;
+    let counts: Vec<i32> = created
+        .iter()
+        .map(|(_, s)| match s {
+            TopicStatus::Created => common.topics.partitions,
+            TopicStatus::Exists { partitions } => *partitions,
+        })
+        .collect();
+    if counts.first() != counts.get(1) {
+        anyhow::bail!(
+            "topics {by_key} and {changelog} have {counts:?} partitions: they must have the same number"
+        );
+    }
     let framing = Framing::from_config(&common.schema_registry)?;
     let topics = common.topics.clone();
     let codecs = tokio::task::spawn_blocking(move || Codecs::new(framing, &topics)).await??;
@@ -78,29 +137,35 @@ pub async fn run(config_file: Option<PathBuf>) -> anyhow::Result<()> {
             dlq_topic: common.topics.dlq.clone(),
         },
         common.kafka.clone(),
-        repartition::ByPrincipal::new(codecs.enriched.clone(), by_principal.clone()),
+        repartition::ByKey::new(codecs.enriched.clone(), by_key.clone(), rules.clone()),
         metrics.clone(),
         app.health.task("repartition"),
         app.shutdown.clone(),
     );
-    let burst_stage = burst::Burst::new(
-        &app.config.stage,
+    let evaluate_stage = evaluate::Evaluate::new(
         codecs,
         common.topics.alerts.clone(),
-        &app.registry,
-    )?;
-    let burst = runner::spawn(
+        changelog,
+        rules,
+        rules::EngineOptions {
+            allowed_lateness_ms: (cfg.allowed_lateness_secs * 1000) as i64,
+            max_evidence: cfg.max_evidence,
+            max_keys: cfg.max_keys,
+        },
+        rules::EngineMetrics::new(&app.registry),
+    );
+    let evaluate = runner::spawn(
         RunnerSpec {
-            task: "burst".into(),
+            task: "rules".into(),
             stage: SERVICE.into(),
-            group_id: format!("{}-{SERVICE}-burst", common.kafka.group_prefix),
-            input_topics: vec![by_principal],
+            group_id: format!("{}-{SERVICE}-rules", common.kafka.group_prefix),
+            input_topics: vec![by_key],
             dlq_topic: common.topics.dlq.clone(),
         },
         common.kafka.clone(),
-        burst_stage,
+        evaluate_stage,
         metrics,
-        app.health.task("burst"),
+        app.health.task("rules"),
         app.shutdown.clone(),
     );
     // One task failing stops the other: a half-running detector would look
@@ -114,7 +179,7 @@ pub async fn run(config_file: Option<PathBuf>) -> anyhow::Result<()> {
     };
     let (a, b) = tokio::join!(
         async { stop_on_error(repartition.await.map_err(Into::into)) },
-        async { stop_on_error(burst.await.map_err(Into::into)) }
+        async { stop_on_error(evaluate.await.map_err(Into::into)) }
     );
     a?;
     b?;

@@ -1,45 +1,85 @@
-//! Re-keys the enriched stream by principal, as Kafka Streams does before a
-//! grouped aggregation: the enriched topic is keyed by resource, but the burst
-//! rule counts per principal, so every event of one principal must reach one
-//! instance. The record bytes are forwarded unchanged; only the key changes.
+//! Re-keys the enriched stream for the rules, as Kafka Streams does before a
+//! grouped aggregation: the enriched topic is keyed by resource, but rules
+//! group by principal, target or anything else, so every event of one group
+//! key must reach one instance. For each event and each distinct
+//! partitioning of the enabled rules (`group_by` fields), one record goes to
+//! the internal topic `<internal_prefix>detector-by-key`, keyed
+//! `<partitioning id>` U+001F `<key>`; the record bytes are forwarded
+//! unchanged. An event without a value for a partitioning's fields is not
+//! routed for it (no rule of that partitioning could group it).
 //!
 //! Exactly-once like every runner task: an event reaches the repartition topic
-//! once, atomically with the enriched topic's offset.
+//! once per partitioning, atomically with the enriched topic's offset.
+
+use std::sync::Arc;
 
 use scimtrail_core::runner::{InputRecord, Output, Stage, StageError};
 use scimtrail_core::schema::{AvroCodec, EnrichedAuditEvent};
 
-pub struct ByPrincipal {
+use crate::reload::Rules;
+use crate::rules::{Partitioning, KEY_SEPARATOR};
+
+/// Header naming the partitioning of a repartitioned record (for people
+/// reading the topic; the key carries it too).
+pub const PARTITIONING_HEADER: &str = "scimtrail-partitioning";
+
+pub struct ByKey {
     codec: AvroCodec<EnrichedAuditEvent>,
     output_topic: String,
+    rules: Rules,
+    generation: u64,
+    partitionings: Arc<Vec<Partitioning>>,
 }
 
-impl ByPrincipal {
-    pub fn new(codec: AvroCodec<EnrichedAuditEvent>, output_topic: String) -> Self {
-        ByPrincipal {
+impl ByKey {
+    pub fn new(codec: AvroCodec<EnrichedAuditEvent>, output_topic: String, rules: Rules) -> Self {
+        let (current, generation) = rules.current();
+        ByKey {
             codec,
             output_topic,
+            rules,
+            generation,
+            partitionings: Arc::new(current.partitionings()),
         }
     }
 }
 
-impl Stage for ByPrincipal {
+/// The routing key of `key` under partitioning `id`.
+pub fn routing_key(id: &str, key: &str) -> String {
+    format!("{id}{KEY_SEPARATOR}{key}")
+}
+
+/// Splits a routing key into (partitioning id, key).
+pub fn split_routing_key(routing: &str) -> Option<(&str, &str)> {
+    routing.split_once(KEY_SEPARATOR)
+}
+
+impl Stage for ByKey {
     fn process(
         &mut self,
         record: &InputRecord<'_>,
         out: &mut Vec<Output>,
     ) -> Result<(), StageError> {
-        let event = record.decode(&self.codec, "an EnrichedAuditEvent")?;
-        // Only changes count towards bursts; reads and denials stay behind
-        // until a rule needs them.
-        if !event.event.action.is_write() {
-            return Ok(());
+        if self.rules.changed_since(self.generation) {
+            let (current, generation) = self.rules.current();
+            self.partitionings = Arc::new(current.partitionings());
+            self.generation = generation;
         }
-        out.push(Output::keyed(
-            self.output_topic.clone(),
-            event.event.principal.id,
-            record.payload.unwrap_or_default().to_vec(),
-        ));
+        let event = record.decode(&self.codec, "an EnrichedAuditEvent")?;
+        let payload = record.payload.unwrap_or_default();
+        for p in self.partitionings.iter() {
+            let Some(key) = p.key_of(&event) else {
+                continue;
+            };
+            let mut o = Output::keyed(
+                self.output_topic.clone(),
+                routing_key(&p.id, &key),
+                payload.to_vec(),
+            );
+            o.headers
+                .push((PARTITIONING_HEADER.to_string(), p.id.clone().into_bytes()));
+            out.push(o);
+        }
         Ok(())
     }
 }

@@ -1,0 +1,312 @@
+//! `scimtrail backtest --rules FILE`: runs the detector's rules engine over
+//! the enriched topic (or an exported file) and prints the alerts it would
+//! have raised — how an operator tests a rule before enabling it.
+//!
+//! The engine is the detector's own ([`scimtrail_detector::rules::Engine`]),
+//! fed every event once per partitioning its rules use, as the detector's
+//! repartition task does. Alerts that wait on event time are flushed at the
+//! end of the input, so the last burst of an export is reported too.
+
+use std::collections::BTreeMap;
+use std::io::BufRead;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::KafkaError;
+use rdkafka::{Message, Offset, TopicPartitionList};
+use serde_json::Value;
+
+use scimtrail_core::config::CommonConfig;
+use scimtrail_core::schema::avro::Codecs;
+use scimtrail_core::schema::{Alert, EnrichedAuditEvent, Framing};
+use scimtrail_detector::rules::{Engine, EngineMetrics, EngineOptions, Partitioning, RuleSet};
+
+#[derive(clap::Args, Debug)]
+pub struct BacktestArgs {
+    /// Rules file to test (docs/rules.md); default: the built-in default pack.
+    #[arg(long)]
+    rules: Option<PathBuf>,
+    /// Read this export instead of Kafka: JSON lines of EnrichedAuditEvents,
+    /// as written by `scimtrail tail audit.enriched.v1 --values-only` or plain.
+    #[arg(long)]
+    file: Option<PathBuf>,
+    /// Only events at or after this event time (RFC 3339).
+    #[arg(long)]
+    from: Option<chrono::DateTime<chrono::Utc>>,
+    /// Only events at or before this event time (RFC 3339).
+    #[arg(long)]
+    to: Option<chrono::DateTime<chrono::Utc>>,
+    /// The detector's `allowed_lateness_secs`.
+    #[arg(long, default_value_t = 2)]
+    lateness_secs: u64,
+    /// Print JSON lines (one alert each) instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+impl BacktestArgs {
+    pub fn has_file(&self) -> bool {
+        self.file.is_some()
+    }
+}
+
+/// Feeds events to the engine and collects alerts.
+pub struct Backtest {
+    engine: Engine,
+    partitionings: Vec<Partitioning>,
+    alerts: Vec<Alert>,
+    events: u64,
+    since_commit: u64,
+}
+
+impl Backtest {
+    pub fn new(rules: RuleSet, lateness_secs: u64) -> Self {
+        let partitionings = rules.partitionings();
+        let engine = Engine::new(
+            Arc::new(rules),
+            EngineOptions {
+                allowed_lateness_ms: (lateness_secs * 1000) as i64,
+                ..EngineOptions::default()
+            },
+            EngineMetrics::new(&prometheus::Registry::new()),
+        );
+        Backtest {
+            engine,
+            partitionings,
+            alerts: Vec::new(),
+            events: 0,
+            since_commit: 0,
+        }
+    }
+
+    pub fn feed(&mut self, event: &EnrichedAuditEvent) {
+        for p in &self.partitionings {
+            if let Some(key) = p.key_of(event) {
+                let alerts = self.engine.process(0, &p.id, &key, event);
+                self.alerts.extend(alerts);
+            }
+        }
+        self.events += 1;
+        self.since_commit += 1;
+        if self.since_commit >= 1000 {
+            self.engine.commit();
+            self.engine.take_changes();
+            self.since_commit = 0;
+        }
+    }
+
+    /// Flushes alerts waiting on event time, and returns all alerts.
+    pub fn finish(mut self) -> Vec<Alert> {
+        for p in &self.partitionings {
+            let alerts = self.engine.advance_watermark(0, &p.id, i64::MAX / 4);
+            self.alerts.extend(alerts);
+        }
+        self.engine.commit();
+        self.alerts
+    }
+}
+
+pub async fn run(common: Option<&CommonConfig>, args: BacktestArgs) -> anyhow::Result<()> {
+    let rules = match &args.rules {
+        Some(path) => RuleSet::load(path)?,
+        None => RuleSet::default_pack(),
+    };
+    let started = Instant::now();
+    let from = args.from.map(|t| t.timestamp_millis());
+    let to = args.to.map(|t| t.timestamp_millis());
+    let in_range = move |e: &EnrichedAuditEvent| {
+        from.is_none_or(|f| e.event.event_time >= f) && to.is_none_or(|t| e.event.event_time <= t)
+    };
+    let mut bt = Backtest::new(rules, args.lateness_secs);
+    let mut skipped = 0u64;
+    let progress = indicatif::ProgressBar::new_spinner();
+    progress.set_style(
+        indicatif::ProgressStyle::with_template("{spinner} {pos} events, {per_sec} {msg}")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
+    );
+    progress.enable_steady_tick(Duration::from_millis(200));
+    match (&args.file, common) {
+        (Some(path), _) => {
+            let file = std::fs::File::open(path)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+            for (n, line) in std::io::BufReader::new(file).lines().enumerate() {
+                let line = line?;
+                if line.trim().is_empty() {
+                    continue;
+                }
+                // Exports of a topic can hold other records (dead letters,
+                // junk a test planted): skip them, say how many.
+                let event = match parse_export_line(&line) {
+                    Ok(e) => e,
+                    Err(e) => {
+                        skipped += 1;
+                        if skipped <= 3 {
+                            progress.suspend(|| {
+                                eprintln!("{}:{}: skipped: {e}", path.display(), n + 1)
+                            });
+                        }
+                        continue;
+                    }
+                };
+                if in_range(&event) {
+                    bt.feed(&event);
+                    progress.inc(1);
+                }
+            }
+        }
+        (None, Some(common)) => {
+            let framing = Framing::from_config(&common.schema_registry)?;
+            let topics = common.topics.clone();
+            let codecs =
+                tokio::task::spawn_blocking(move || Codecs::new(framing, &topics)).await??;
+            let common = common.clone();
+            let pb = progress.clone();
+            bt = tokio::task::spawn_blocking(move || {
+                read_topic(&common, &codecs, args.from, &mut |e| {
+                    if in_range(e) {
+                        bt.feed(e);
+                        pb.inc(1);
+                    }
+                })
+                .map(|()| bt)
+            })
+            .await??;
+        }
+        (None, None) => anyhow::bail!("no Kafka configuration and no --file"),
+    }
+    if skipped > 0 {
+        eprintln!("{skipped} line(s) were not EnrichedAuditEvents and were skipped");
+    }
+    let events = bt.events;
+    let alerts = bt.finish();
+    progress.finish_and_clear();
+    let secs = started.elapsed().as_secs_f64();
+    for a in &alerts {
+        if args.json {
+            println!("{}", serde_json::to_string(a)?);
+        } else {
+            let when = chrono::DateTime::from_timestamp_millis(a.last_event_time)
+                .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+                .unwrap_or_default();
+            let key: Vec<String> = a
+                .group_key
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect();
+            println!(
+                "{when}  {:<8} {:<34} {:<40} {}",
+                format!("{:?}", a.severity).to_uppercase(),
+                a.rule_id,
+                key.join(","),
+                a.summary
+            );
+        }
+    }
+    let mut by_rule: BTreeMap<&str, usize> = BTreeMap::new();
+    for a in &alerts {
+        *by_rule.entry(a.rule_id.as_str()).or_default() += 1;
+    }
+    eprintln!(
+        "{} alert(s) from {events} events in {secs:.1}s ({:.0} events/s){}",
+        alerts.len(),
+        events as f64 / secs.max(1e-9),
+        if by_rule.is_empty() {
+            String::new()
+        } else {
+            format!(
+                ": {}",
+                by_rule
+                    .iter()
+                    .map(|(r, n)| format!("{r} {n}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        }
+    );
+    Ok(())
+}
+
+/// One line of an export: an EnrichedAuditEvent as JSON, possibly wrapped as
+/// `scimtrail tail` prints it.
+pub fn parse_export_line(line: &str) -> anyhow::Result<EnrichedAuditEvent> {
+    let v: Value = serde_json::from_str(line)?;
+    let inner = if let Some(d) = v.get("decoded") {
+        d.get("value").cloned().unwrap_or(Value::Null)
+    } else if v.get("type").is_some() && v.get("value").is_some() {
+        v["value"].clone()
+    } else {
+        v
+    };
+    Ok(serde_json::from_value(inner)?)
+}
+
+fn read_topic(
+    common: &CommonConfig,
+    codecs: &Codecs,
+    from: Option<chrono::DateTime<chrono::Utc>>,
+    visit: &mut dyn FnMut(&EnrichedAuditEvent),
+) -> anyhow::Result<()> {
+    let topic = &common.topics.enriched;
+    let consumer: BaseConsumer = scimtrail_core::kafka::consumer_config(
+        &common.kafka,
+        &format!("scimtrail-backtest-{}", uuid::Uuid::new_v4()),
+        &[
+            ("enable.auto.commit", "false"),
+            ("isolation.level", "read_committed"),
+            ("enable.partition.eof", "true"),
+        ],
+    )?
+    .create()?;
+    let timeout = Duration::from_millis(common.kafka.operation_timeout_ms);
+    let partitions =
+        scimtrail_core::kafka::partition_counts(&common.kafka, std::slice::from_ref(topic))?
+            .get(topic)
+            .copied()
+            .unwrap_or(0);
+    let mut tpl = TopicPartitionList::new();
+    let mut ends = BTreeMap::new();
+    for p in 0..partitions {
+        let (low, high) = consumer.fetch_watermarks(topic, p, timeout)?;
+        if high > low {
+            ends.insert(p, high);
+            let start = match from {
+                Some(t) => Offset::Offset(t.timestamp_millis()),
+                None => Offset::Beginning,
+            };
+            tpl.add_partition_offset(topic, p, start)?;
+        }
+    }
+    if from.is_some() {
+        tpl = consumer.offsets_for_times(tpl, timeout)?;
+    }
+    consumer.assign(&tpl)?;
+    let mut open: Vec<i32> = ends.keys().copied().collect();
+    let mut idle = Instant::now();
+    while !open.is_empty() {
+        match consumer.poll(Duration::from_millis(500)) {
+            None if idle.elapsed() > timeout => {
+                anyhow::bail!(
+                    "{topic}: no data for {timeout:?} before the end of partitions {open:?}"
+                )
+            }
+            None => {}
+            Some(Ok(m)) => {
+                idle = Instant::now();
+                if let Some(e) = m.payload().and_then(|p| codecs.enriched.decode(p).ok()) {
+                    visit(&e);
+                }
+                if ends
+                    .get(&m.partition())
+                    .is_some_and(|end| m.offset() + 1 >= *end)
+                {
+                    open.retain(|p| *p != m.partition());
+                }
+            }
+            Some(Err(KafkaError::PartitionEOF(p))) => open.retain(|x| *x != p),
+            Some(Err(e)) => return Err(e.into()),
+        }
+    }
+    Ok(())
+}
