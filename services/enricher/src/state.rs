@@ -28,12 +28,65 @@ const LEVEL: i32 = 3;
 
 /// A resource as last known, with the origin of each attribute.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(into = "Stored", from = "Stored")]
 pub struct Known {
     pub resource: Value,
     /// Attribute (a change path without value filters) → the event that last
     /// set it.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub lineage: BTreeMap<String, Origin>,
+}
+
+/// How a [`Known`] is written: one event sets many attributes (a create sets
+/// all of them), so each origin is stored once and attributes name it by
+/// index. This halves a typical User's state.
+#[derive(Serialize, Deserialize)]
+struct Stored {
+    resource: Value,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    origins: Vec<Origin>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    lineage: BTreeMap<String, usize>,
+}
+
+impl From<Known> for Stored {
+    fn from(k: Known) -> Stored {
+        let mut origins: Vec<Origin> = Vec::new();
+        let lineage = k
+            .lineage
+            .into_iter()
+            .map(|(attr, origin)| {
+                let i = match origins.iter().position(|o| *o == origin) {
+                    Some(i) => i,
+                    None => {
+                        origins.push(origin);
+                        origins.len() - 1
+                    }
+                };
+                (attr, i)
+            })
+            .collect();
+        Stored {
+            resource: k.resource,
+            origins,
+            lineage,
+        }
+    }
+}
+
+impl From<Stored> for Known {
+    fn from(s: Stored) -> Known {
+        // An index out of range can only come from a foreign writer: that
+        // attribute's lineage is unknown, the rest stands.
+        let lineage = s
+            .lineage
+            .into_iter()
+            .filter_map(|(attr, i)| s.origins.get(i).map(|o| (attr, o.clone())))
+            .collect();
+        Known {
+            resource: s.resource,
+            lineage,
+        }
+    }
 }
 
 /// The event that set an attribute.
