@@ -98,6 +98,11 @@ pub struct Origin {
     pub principal_id: String,
 }
 
+thread_local! {
+    static COMPRESSOR: std::cell::RefCell<Option<zstd::bulk::Compressor<'static>>> =
+        std::cell::RefCell::new(zstd::bulk::Compressor::new(LEVEL).ok());
+}
+
 /// A [`Known`] as stored: zstd-compressed JSON, also the changelog's value.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Packed(Box<[u8]>);
@@ -113,15 +118,23 @@ pub enum StateError {
 impl Packed {
     pub fn pack(known: &Known) -> Result<Packed, StateError> {
         let json = serde_json::to_vec(known).map_err(|e| StateError::Pack(e.to_string()))?;
-        let bytes =
-            zstd::bulk::compress(&json, LEVEL).map_err(|e| StateError::Pack(e.to_string()))?;
+        // One compression context per thread: creating one per call was a
+        // measurable share of the enricher's time (bench/README.md).
+        let bytes = COMPRESSOR
+            .with(|c| match &mut *c.borrow_mut() {
+                Some(c) => c.compress(&json),
+                None => zstd::bulk::compress(&json, LEVEL),
+            })
+            .map_err(|e| StateError::Pack(e.to_string()))?;
         Ok(Packed(bytes.into_boxed_slice()))
     }
 
     pub fn unpack(&self) -> Result<Known, StateError> {
-        let mut decoder = zstd::stream::read::Decoder::new(&self.0[..])
-            .map_err(|e| StateError::Unpack(e.to_string()))?;
-        serde_json::from_reader(&mut decoder).map_err(|e| StateError::Unpack(e.to_string()))
+        // Whole-buffer decompression and parsing: a JSON reader over the
+        // streaming decoder reads byte by byte.
+        let json =
+            zstd::stream::decode_all(&self.0[..]).map_err(|e| StateError::Unpack(e.to_string()))?;
+        serde_json::from_slice(&json).map_err(|e| StateError::Unpack(e.to_string()))
     }
 
     /// Bytes as read from the changelog; checked when unpacked.
