@@ -3,8 +3,9 @@
 //!
 //! **Method.** Fresh, uniquely named topics (input, passthrough output,
 //! enriched output, changelog (compacted), dead letters), all with the same
-//! partition count. The input is produced once ([`crate::corpus`]). Then, one
-//! after the other in this process against the same broker:
+//! partition count. The input is produced once ([`crate::corpus`]), and a
+//! throwaway passthrough run over its first events warms the broker up.
+//! Then, one after the other in this process against the same broker:
 //!
 //! - **B1, the baseline**: the shared runner with a [`Passthrough`] stage
 //!   (each record copied to the output on its partition number), consumer
@@ -86,6 +87,10 @@ pub struct EnricherArgs {
     /// scripts/kafka-pom.xml, what scripts/kafka runs).
     #[arg(long)]
     kafka_version: Option<String>,
+    /// Events a throwaway passthrough run commits before B1, to warm the
+    /// broker up (0: none).
+    #[arg(long, default_value_t = 5_000)]
+    warmup_events: u64,
     /// Give up when the committed offsets do not move for this many seconds.
     #[arg(long, default_value_t = 180)]
     stall_timeout_secs: u64,
@@ -94,6 +99,7 @@ pub struct EnricherArgs {
 #[derive(Debug, Serialize)]
 struct Parameters {
     events: u64,
+    warmup_events: u64,
     seed: u64,
     partitions: i32,
     brokers: String,
@@ -130,6 +136,8 @@ struct Figures {
     enricher_rss_at_end_bytes: u64,
     enricher_hwm_bytes: u64,
     input: CorpusStats,
+    /// The throwaway passthrough run before B1 (not measured).
+    warmup: Option<Phase>,
     b1: Phase,
     enricher: Phase,
     /// Whether VmHWM was reset before each run (else it is the process peak).
@@ -141,7 +149,7 @@ struct Figures {
 struct Phase {
     name: &'static str,
     group_id: String,
-    /// Events (input offsets) the run had to commit.
+    /// Events (input offsets) committed when the run was stopped.
     events: u64,
     /// From the runner's start to the first observed commit: excluded.
     startup_seconds: f64,
@@ -241,6 +249,23 @@ pub fn run(args: EnricherArgs) -> anyhow::Result<()> {
         input.seconds
     );
 
+    // Both measured runs find the broker equally warm (JIT, page cache,
+    // transaction coordinator), not only the second.
+    let warmup = if args.warmup_events > 0 {
+        let (stage, clock) = Timed::new(Passthrough::new(topics.passthrough.clone()));
+        let setup = PhaseSetup {
+            name: "warmup",
+            group_id: format!("bench-{run_id}-warmup"),
+            kafka: &kafka,
+            topics: &topics,
+            ends: &ends,
+            stop_at: Some(args.warmup_events),
+            stall: Duration::from_secs(args.stall_timeout_secs),
+        };
+        Some(run_phase(&rt, setup, stage, move || clock.snapshot())?)
+    } else {
+        None
+    };
     let peak_reset_per_run = host::reset_peak();
     let b1 = {
         let (stage, clock) = Timed::new(Passthrough::new(topics.passthrough.clone()));
@@ -250,6 +275,7 @@ pub fn run(args: EnricherArgs) -> anyhow::Result<()> {
             kafka: &kafka,
             topics: &topics,
             ends: &ends,
+            stop_at: None,
             stall: Duration::from_secs(args.stall_timeout_secs),
         };
         run_phase(&rt, setup, stage, move || clock.snapshot())?
@@ -272,6 +298,7 @@ pub fn run(args: EnricherArgs) -> anyhow::Result<()> {
             kafka: &kafka,
             topics: &topics,
             ends: &ends,
+            stop_at: None,
             stall: Duration::from_secs(args.stall_timeout_secs),
         };
         let mut phase = run_phase(&rt, setup, stage, move || clock.snapshot())?;
@@ -303,6 +330,7 @@ pub fn run(args: EnricherArgs) -> anyhow::Result<()> {
         enricher_rss_at_end_bytes: enricher.memory_at_end.rss_bytes,
         enricher_hwm_bytes: enricher.memory_at_end.hwm_bytes,
         input,
+        warmup,
         b1,
         enricher,
         peak_reset_per_run,
@@ -315,6 +343,7 @@ pub fn run(args: EnricherArgs) -> anyhow::Result<()> {
         pass,
         parameters: Parameters {
             events: args.events,
+            warmup_events: args.warmup_events,
             seed: args.seed,
             partitions: args.partitions,
             brokers: args.brokers.clone(),
@@ -449,6 +478,8 @@ struct PhaseSetup<'a> {
     kafka: &'a KafkaConfig,
     topics: &'a Topics,
     ends: &'a [(i32, i64)],
+    /// Stop once this many events are committed (default: all of the input).
+    stop_at: Option<u64>,
     stall: Duration,
 }
 
@@ -460,7 +491,8 @@ fn run_phase<S: Stage + 'static>(
     stage: S,
     stage_times: impl Fn() -> StageTimes,
 ) -> anyhow::Result<Phase> {
-    let target: u64 = setup.ends.iter().map(|(_, h)| *h as u64).sum();
+    let all: u64 = setup.ends.iter().map(|(_, h)| *h as u64).sum();
+    let target = setup.stop_at.map_or(all, |n| n.min(all));
     let watch = CommittedWatch::new(
         setup.kafka,
         &setup.group_id,
@@ -514,9 +546,12 @@ fn run_phase<S: Stage + 'static>(
         let count = match watch.committed() {
             Ok(c) => c,
             Err(e) => {
-                // The group coordinator may still be loading, or moving.
+                // The group coordinator may still be loading, or moving:
+                // said once, counted always.
+                if offset_read_errors == 0 {
+                    tracing::warn!(message = "cannot read committed offsets; retrying", phase = setup.name, error = %e);
+                }
                 offset_read_errors += 1;
-                tracing::warn!(message = "cannot read committed offsets; retrying", phase = setup.name, error = %e);
                 last_count
             }
         };
@@ -558,8 +593,8 @@ fn run_phase<S: Stage + 'static>(
     let shutdown_seconds = stopping.elapsed().as_secs_f64();
 
     let loadavg_after = host::loadavg();
-    let (first_at, first_count, cpu_at_first) = first.unwrap_or((ended, target, cpu_at_end));
-    let measured_events = target - first_count;
+    let (first_at, first_count, cpu_at_first) = first.unwrap_or((ended, last_count, cpu_at_end));
+    let measured_events = last_count - first_count;
     let measured_seconds = ended.duration_since(first_at).as_secs_f64();
     let events_per_second = if measured_seconds > 0.0 {
         measured_events as f64 / measured_seconds
@@ -576,7 +611,7 @@ fn run_phase<S: Stage + 'static>(
     let phase = Phase {
         name: setup.name,
         group_id: setup.group_id,
-        events: target,
+        events: last_count,
         startup_seconds: first_at.duration_since(started).as_secs_f64(),
         events_in_first_commit: first_count,
         measured_events,
@@ -595,7 +630,7 @@ fn run_phase<S: Stage + 'static>(
             0.0
         },
         records_per_transaction: if committed > 0 {
-            target as f64 / committed as f64
+            last_count as f64 / committed as f64
         } else {
             0.0
         },
