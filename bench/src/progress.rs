@@ -35,9 +35,12 @@ impl Progress {
         }
     }
 
-    /// Reports `done` whatever the time since the last line.
+    /// Reports `done` whatever the time since the last line, unless the last
+    /// line already said it.
     pub fn finish(&mut self, done: u64) {
-        self.print(done);
+        if done != self.last_done || self.last_at == self.started {
+            self.print(done);
+        }
     }
 
     fn print(&mut self, done: u64) {
