@@ -17,7 +17,6 @@
 use std::collections::{BTreeMap, VecDeque};
 
 use prometheus::{IntCounter, IntCounterVec, IntGauge, Registry};
-use sha2::{Digest, Sha256};
 
 use scimtrail_core::runner::{InputRecord, Output, Poison, Stage, StageError};
 use scimtrail_core::schema::avro::Codecs;
@@ -186,7 +185,11 @@ impl Burst {
             window_ms / 1000,
         );
         let alert = Alert {
-            alert_id: alert_id(RULE_ID, &[("principal", &principal)], window_start),
+            alert_id: crate::rules::alert_id(
+                RULE_ID,
+                &[("principal".to_string(), principal.clone())],
+                window_start,
+            ),
             rule_id: RULE_ID.into(),
             rule_kind: "threshold".into(),
             severity: self.severity,
@@ -226,22 +229,6 @@ fn severity_label(s: Severity) -> &'static str {
         Severity::High => "high",
         Severity::Critical => "critical",
     }
-}
-
-/// Stable alert id: the first 128 bits of SHA-256 over rule, group key and
-/// window start, hex encoded.
-pub fn alert_id(rule: &str, group: &[(&str, &str)], window_start: i64) -> String {
-    let mut h = Sha256::new();
-    h.update(rule.as_bytes());
-    for (k, v) in group {
-        h.update([0x1f]);
-        h.update(k.as_bytes());
-        h.update([0x1e]);
-        h.update(v.as_bytes());
-    }
-    h.update([0x1f]);
-    h.update(window_start.to_be_bytes());
-    hex::encode(&h.finalize()[..16])
 }
 
 impl Stage for Burst {
@@ -462,18 +449,5 @@ mod tests {
         );
         assert_eq!(alerts.len(), 1);
         assert_eq!(alerts[0].count, 4);
-    }
-
-    #[test]
-    fn alert_ids_are_stable() {
-        assert_eq!(
-            alert_id("r", &[("principal", "p")], 5),
-            alert_id("r", &[("principal", "p")], 5)
-        );
-        assert_ne!(
-            alert_id("r", &[("principal", "p")], 5),
-            alert_id("r", &[("principal", "p")], 6)
-        );
-        assert_eq!(alert_id("r", &[("principal", "p")], 5).len(), 32);
     }
 }
