@@ -16,6 +16,7 @@ use rdkafka::{Message, Offset, TopicPartitionList};
 use serde_json::json;
 
 use scimtrail_core::config::CommonConfig;
+use scimtrail_core::kafka::EndOfPartitionIsNotAnError;
 use scimtrail_core::schema::avro::Codecs;
 use scimtrail_core::schema::{EnrichedAuditEvent, Framing};
 
@@ -168,16 +169,17 @@ fn scan(
 ) -> anyhow::Result<(Vec<Step>, u64, Duration)> {
     let started = Instant::now();
     let topic = &common.topics.enriched;
-    let consumer: BaseConsumer = scimtrail_core::kafka::consumer_config(
-        &common.kafka,
-        &format!("scimtrail-trace-{}", uuid::Uuid::new_v4()),
-        &[
-            ("enable.auto.commit", "false"),
-            ("isolation.level", "read_committed"),
-            ("enable.partition.eof", "true"),
-        ],
-    )?
-    .create()?;
+    let consumer: BaseConsumer<EndOfPartitionIsNotAnError> =
+        scimtrail_core::kafka::consumer_config(
+            &common.kafka,
+            &format!("scimtrail-trace-{}", uuid::Uuid::new_v4()),
+            &[
+                ("enable.auto.commit", "false"),
+                ("isolation.level", "read_committed"),
+                ("enable.partition.eof", "true"),
+            ],
+        )?
+        .create_with_context(EndOfPartitionIsNotAnError)?;
     let timeout = Duration::from_millis(common.kafka.operation_timeout_ms);
     let partitions =
         scimtrail_core::kafka::partition_counts(&common.kafka, std::slice::from_ref(topic))?

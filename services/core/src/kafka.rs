@@ -279,6 +279,27 @@ pub fn partition_counts(
     Ok(out)
 }
 
+/// Context of a consumer that reads to the end of partitions with
+/// `enable.partition.eof`: librdkafka also reports each end of partition as
+/// a client-level error, which the default context logs at error level;
+/// reaching the end is what such a reader is for, so only real errors are
+/// logged.
+pub struct EndOfPartitionIsNotAnError;
+
+impl rdkafka::ClientContext for EndOfPartitionIsNotAnError {
+    fn error(&self, error: KafkaError, reason: &str) {
+        let end_of_partition = matches!(
+            error,
+            KafkaError::PartitionEOF(_) | KafkaError::Global(RDKafkaErrorCode::PartitionEOF)
+        );
+        if !end_of_partition {
+            tracing::error!(message = "librdkafka error", error = %error, reason);
+        }
+    }
+}
+
+impl rdkafka::consumer::ConsumerContext for EndOfPartitionIsNotAnError {}
+
 /// Called with each record's key and payload (`None`: a tombstone).
 pub type VisitRecord<'a> = dyn FnMut(Option<&[u8]>, Option<&[u8]>) + 'a;
 
@@ -287,13 +308,13 @@ pub type VisitRecord<'a> = dyn FnMut(Option<&[u8]>, Option<&[u8]>) + 'a;
 /// rebalance. Only committed records are returned (read_committed), so the
 /// records of an aborted or still open transaction are never continued from.
 pub struct PartitionTail {
-    consumer: BaseConsumer,
+    consumer: BaseConsumer<EndOfPartitionIsNotAnError>,
     timeout: Duration,
 }
 
 impl PartitionTail {
     pub fn new(cfg: &KafkaConfig, group_id: &str) -> Result<Self, KafkaSetupError> {
-        let consumer: BaseConsumer = consumer_config(
+        let consumer: BaseConsumer<EndOfPartitionIsNotAnError> = consumer_config(
             cfg,
             &format!("{group_id}-tail"),
             &[
@@ -303,7 +324,7 @@ impl PartitionTail {
                 ("statistics.interval.ms", "0"),
             ],
         )?
-        .create()
+        .create_with_context(EndOfPartitionIsNotAnError)
         .map_err(|e| KafkaSetupError::kafka("create tail reader", e))?;
         Ok(PartitionTail {
             consumer,

@@ -82,6 +82,9 @@ impl Framing {
 /// Encoder/decoder of one record type against its schema.
 pub struct AvroCodec<T> {
     schema: Schema,
+    /// `schema` with every named-type reference replaced by its definition,
+    /// for the schema-aware serializer (which cannot look names up).
+    inlined: Arc<Schema>,
     name: String,
     header: Vec<u8>,
     framing: Framing,
@@ -94,6 +97,7 @@ impl<T> Clone for AvroCodec<T> {
     fn clone(&self) -> Self {
         AvroCodec {
             schema: self.schema.clone(),
+            inlined: Arc::clone(&self.inlined),
             name: self.name.clone(),
             header: self.header.clone(),
             framing: self.framing.clone(),
@@ -101,6 +105,58 @@ impl<T> Clone for AvroCodec<T> {
             _t: PhantomData,
         }
     }
+}
+
+/// `schema` with each reference to a named type (a record, enum or fixed
+/// defined earlier in the schema) replaced by a copy of its definition.
+fn inline_refs(schema: &Schema) -> Result<Schema, CodecError> {
+    use apache_avro::schema::{ArraySchema, MapSchema, Name, ResolvedSchema, UnionSchema};
+    fn walk(s: &Schema, names: &HashMap<Name, Schema>, depth: usize) -> Result<Schema, CodecError> {
+        if depth > 64 {
+            return Err(CodecError::Schema(
+                "recursive schemas are not supported".into(),
+            ));
+        }
+        Ok(match s {
+            Schema::Ref { name } => match names.get(name) {
+                Some(def) => walk(def, names, depth + 1)?,
+                None => return Err(CodecError::Schema(format!("unknown type {name}"))),
+            },
+            Schema::Array(a) => Schema::Array(ArraySchema {
+                items: Box::new(walk(&a.items, names, depth + 1)?),
+                attributes: a.attributes.clone(),
+            }),
+            Schema::Map(m) => Schema::Map(MapSchema {
+                types: Box::new(walk(&m.types, names, depth + 1)?),
+                attributes: m.attributes.clone(),
+            }),
+            Schema::Union(u) => Schema::Union(
+                UnionSchema::new(
+                    u.variants()
+                        .iter()
+                        .map(|v| walk(v, names, depth + 1))
+                        .collect::<Result<_, _>>()?,
+                )
+                .map_err(|e| CodecError::Schema(e.to_string()))?,
+            ),
+            Schema::Record(r) => {
+                let mut r = r.clone();
+                for f in r.fields.iter_mut() {
+                    f.schema = walk(&f.schema, names, depth + 1)?;
+                }
+                Schema::Record(r)
+            }
+            other => other.clone(),
+        })
+    }
+    let resolved =
+        ResolvedSchema::try_from(schema).map_err(|e| CodecError::Schema(e.to_string()))?;
+    let names: HashMap<Name, Schema> = resolved
+        .get_names()
+        .iter()
+        .map(|(n, s)| (n.clone(), (*s).clone()))
+        .collect();
+    walk(schema, &names, 0)
 }
 
 impl<T: Serialize + DeserializeOwned> AvroCodec<T> {
@@ -114,8 +170,10 @@ impl<T: Serialize + DeserializeOwned> AvroCodec<T> {
             other => format!("{other:?}"),
         };
         let header = RabinFingerprintHeader::from_schema(&schema).build_header();
+        let inlined = Arc::new(inline_refs(&schema)?);
         Ok(AvroCodec {
             schema,
+            inlined,
             name,
             header,
             framing: Framing::SingleObject,
@@ -149,11 +207,12 @@ impl<T: Serialize + DeserializeOwned> AvroCodec<T> {
             schema: self.name.clone(),
             detail: e.to_string(),
         };
-        let value = apache_avro::to_value(record)
-            .map_err(err)?
-            .resolve(&self.schema)
-            .map_err(err)?;
-        let datum = apache_avro::to_avro_datum(&self.schema, value).map_err(err)?;
+        // Straight from the record to bytes against the schema: going through
+        // `to_value` and `resolve` rebuilt the schema's name table on every
+        // call and was a third of the enricher's time (bench/README.md). The
+        // golden-bytes tests pin that both give the same bytes.
+        let mut datum = Vec::with_capacity(512);
+        apache_avro::write_avro_datum_ref(&self.inlined, record, &mut datum).map_err(err)?;
         let mut out = match self.schema_id {
             Some(id) => {
                 let mut v = Vec::with_capacity(5 + datum.len());

@@ -402,19 +402,27 @@ impl<'a> Parser<'a> {
 
     /// `"(" FILTER ")"`, at an opening parenthesis.
     fn group(&mut self) -> Result<Expr, FilterError> {
+        self.enclosed('(', ')')
+    }
+
+    /// A filter between `open` (at the current position) and `close`.
+    fn enclosed(&mut self, open_char: char, close: char) -> Result<Expr, FilterError> {
         let open = self.pos;
         self.bump();
         self.enter()?;
         self.skip_ws();
         let inner = self.or_expr()?;
         self.skip_ws();
-        if self.peek() != Some(b')') {
+        if self.peek() != Some(close as u8) {
             return Err(FilterError::new(
                 self.pos,
                 if self.at_end() {
-                    format!("unclosed `(` opened at position {open}")
+                    format!("unclosed `{open_char}` opened at position {open}")
                 } else {
-                    format!("expected `and`, `or` or `)`, found `{}`", self.snippet())
+                    format!(
+                        "expected `and`, `or` or `{close}`, found `{}`",
+                        self.snippet()
+                    )
                 },
             ));
         }
@@ -441,25 +449,7 @@ impl<'a> Parser<'a> {
 
     /// `"[" valFilter "]"`, at the opening bracket.
     pub(super) fn value_filter(&mut self) -> Result<Expr, FilterError> {
-        let open = self.pos;
-        self.bump();
-        self.enter()?;
-        self.skip_ws();
-        let inner = self.or_expr()?;
-        self.skip_ws();
-        if self.peek() != Some(b']') {
-            return Err(FilterError::new(
-                self.pos,
-                if self.at_end() {
-                    format!("unclosed `[` opened at position {open}")
-                } else {
-                    format!("expected `and`, `or` or `]`, found `{}`", self.snippet())
-                },
-            ));
-        }
-        self.bump();
-        self.depth -= 1;
-        Ok(inner)
+        self.enclosed('[', ']')
     }
 
     fn attr_expr(&mut self) -> Result<Expr, FilterError> {
