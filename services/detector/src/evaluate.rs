@@ -21,7 +21,7 @@
 //! last alerts of a burst do not wait for the next event.
 
 use std::collections::HashMap;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use scimtrail_core::runner::{InputRecord, Output, Poison, Stage, StageError, Tail};
 use scimtrail_core::schema::avro::Codecs;
@@ -41,9 +41,52 @@ pub struct Evaluate {
     engine: Engine,
     rules: Rules,
     generation: u64,
-    lateness_ms: i64,
-    /// (partitioning, partition) → newest event time seen, and when (wall clock).
-    activity: HashMap<(String, i32), (i64, Instant)>,
+    /// Per (partitioning, input partition): the event time reached by each
+    /// source (enriched) partition feeding it.
+    clocks: HashMap<(String, i32), SourceClocks>,
+    /// A source silent this long (wall clock) stops holding the watermark back.
+    source_idle: Duration,
+}
+
+/// How far each source partition has come, for one input partition. The
+/// repartition topic merges the enriched topic's partitions, which progress
+/// at their own pace (very differently while catching up), so the event time
+/// a key's events have reached is the minimum over the sources still
+/// sending, not the newest event seen: an event from a lagging source is then
+/// on time rather than late.
+#[derive(Debug, Default)]
+struct SourceClocks {
+    /// source partition → (newest event time, when it arrived).
+    sources: HashMap<i32, (i64, Instant)>,
+}
+
+impl SourceClocks {
+    fn observe(&mut self, source: i32, time: i64) {
+        let now = Instant::now();
+        let entry = self.sources.entry(source).or_insert((time, now));
+        *entry = (entry.0.max(time), now);
+    }
+
+    /// The watermark: the minimum over sources heard from within `idle`;
+    /// with every source idle, the newest time of any.
+    fn watermark(&self, idle: Duration) -> Option<i64> {
+        let active = self
+            .sources
+            .values()
+            .filter(|(_, at)| at.elapsed() < idle)
+            .map(|(t, _)| *t)
+            .min();
+        active.or_else(|| self.sources.values().map(|(t, _)| *t).max())
+    }
+
+    /// Wall time since the last event of any source.
+    fn quiet(&self) -> Duration {
+        self.sources
+            .values()
+            .map(|(_, at)| at.elapsed())
+            .min()
+            .unwrap_or_default()
+    }
 }
 
 impl Evaluate {
@@ -64,8 +107,8 @@ impl Evaluate {
             engine: Engine::new(current, options, metrics),
             rules,
             generation,
-            lateness_ms,
-            activity: HashMap::new(),
+            clocks: HashMap::new(),
+            source_idle: Duration::from_millis(lateness_ms.max(2_000) as u64),
         }
     }
 
@@ -123,36 +166,40 @@ impl Stage for Evaluate {
         let (partitioning, key) = (routing.0.to_string(), routing.1.to_string());
         let event = record.decode(&self.codecs.enriched, "an EnrichedAuditEvent")?;
         let time = event.event.event_time;
+        // The enriched partition it came from: its chain link says.
+        let source = event.chain.as_ref().map_or(-1, |c| c.partition);
+        let clocks = self
+            .clocks
+            .entry((partitioning.clone(), record.partition))
+            .or_default();
+        clocks.observe(source, time);
+        let clock = clocks.watermark(self.source_idle).unwrap_or(time);
         let alerts = self
             .engine
-            .process(record.partition, &partitioning, &key, &event);
-        let seen = self
-            .activity
-            .entry((partitioning, record.partition))
-            .or_insert((time, Instant::now()));
-        *seen = (seen.0.max(time), Instant::now());
+            .process_at(record.partition, &partitioning, &key, &event, clock);
         self.emit(alerts, out)
     }
 
     fn idle(&mut self, out: &mut Vec<Output>) {
-        if self.lateness_ms <= 0 {
-            return;
-        }
         let mut alerts = Vec::new();
-        for ((partitioning, partition), (newest, at)) in self.activity.iter_mut() {
-            let quiet = at.elapsed().as_millis() as i64;
-            if quiet < self.lateness_ms {
+        for ((partitioning, partition), clocks) in self.clocks.iter_mut() {
+            let quiet = clocks.quiet();
+            if quiet < self.source_idle {
                 continue;
             }
-            // The partition has been quiet for the lateness: assume its event
-            // time moved on with the wall clock.
-            let clock = *newest + quiet;
+            // Every source has been quiet: assume event time moved on with
+            // the wall clock, so the last alerts of a burst do not wait for
+            // the next event.
+            let newest = clocks.sources.values().map(|(t, _)| *t).max().unwrap_or(0);
+            let clock = newest + quiet.as_millis() as i64;
             alerts.extend(
                 self.engine
                     .advance_watermark(*partition, partitioning, clock),
             );
-            *newest = clock;
-            *at = Instant::now();
+            for (t, at) in clocks.sources.values_mut() {
+                *t = clock;
+                *at = Instant::now();
+            }
         }
         if let Err(e) = self.emit(alerts, out) {
             tracing::error!(message = "alerts of an idle partition could not be encoded", error = ?e);
@@ -170,7 +217,7 @@ impl Stage for Evaluate {
     fn partitions_revoked(&mut self, partitions: &[(String, i32)]) {
         let ids: Vec<i32> = partitions.iter().map(|(_, p)| *p).collect();
         self.engine.partitions_revoked(&ids);
-        self.activity.retain(|(_, p), _| !ids.contains(p));
+        self.clocks.retain(|(_, p), _| !ids.contains(p));
     }
 
     fn resumes_from(&self) -> Option<String> {

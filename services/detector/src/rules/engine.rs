@@ -478,6 +478,22 @@ impl Engine {
         key: &str,
         event: &EnrichedAuditEvent,
     ) -> Vec<Alert> {
+        let t = event.event.event_time;
+        self.process_at(partition, partitioning, key, event, t)
+    }
+
+    /// [`Engine::process`] with the partition's clock given by the caller
+    /// rather than taken from the event: a watermark that is the minimum over
+    /// the input's source partitions, so an event from a source that lags
+    /// the others is not late merely because another source is ahead.
+    pub fn process_at(
+        &mut self,
+        partition: i32,
+        partitioning: &str,
+        key: &str,
+        event: &EnrichedAuditEvent,
+        clock: i64,
+    ) -> Vec<Alert> {
         let rules = Arc::clone(&self.rules);
         let Some((_, members)) = rules.partitioning(partitioning) else {
             tracing::debug!(
@@ -526,7 +542,7 @@ impl Engine {
             }
         }
         let mut alerts = Vec::new();
-        self.advance(partition, partitioning, t, &mut alerts);
+        self.advance(partition, partitioning, clock, &mut alerts);
         self.shed_if_needed();
         self.metrics.state_keys.set(self.store.map.len() as i64);
         alerts
