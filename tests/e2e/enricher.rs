@@ -81,6 +81,7 @@ async fn every_kind_of_change_is_enriched_exactly() {
                 "SCIMTRAIL__ENRICHER__PRIVILEGED__GROUPS".into(),
                 "Admins".into(),
             ),
+            ("SCIMTRAIL__ENRICHER__ROLES_RELOAD_SECS".into(), "1".into()),
         ],
     )
     .await;
@@ -370,6 +371,46 @@ async fn every_kind_of_change_is_enriched_exactly() {
         .expect("unpacks");
     assert_eq!(g1.resource["displayName"], "Admins");
     assert!(g1.resource.get("members").is_none_or(|m| m == &json!([])));
+
+    // The role directory is reloaded while the enricher runs: mallory,
+    // unknown above, is an auditor from the next event on.
+    std::fs::write(
+        &roles,
+        "principals:\n  okta-provisioner:\n    roles: [service-connector]\n  mallory:\n    roles: [auditor]\n",
+    )
+    .expect("roles");
+    std::fs::File::options()
+        .write(true)
+        .open(&roles)
+        .and_then(|f| f.set_modified(std::time::SystemTime::now() + Duration::from_secs(60)))
+        .expect("mtime");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let later = raw("x2", 11, "mallory", "DELETE", "/Users/u2", None, 204, None);
+    produce(
+        &names.raw,
+        &[(
+            Some(scimtrail_core::schema::raw::record_key(&later)),
+            later.to_string().into_bytes(),
+        )],
+    )
+    .await;
+    let x2 = consume(
+        &names.enriched,
+        exchanges.len() + 1,
+        Duration::from_secs(60),
+        Duration::ZERO,
+    )
+    .await
+    .iter()
+    .filter_map(|m| codecs.enriched.decode(m.payload().expect("payload")).ok())
+    .find(|e| e.event.event_id == "x2")
+    .expect("x2 enriched");
+    assert_eq!(
+        x2.actor.as_ref().map(|a| a.roles.clone()),
+        Some(vec!["auditor".to_string()]),
+        "the reloaded directory is in use"
+    );
+    assert!(!x2.flags.contains(&EventFlag::UnknownPrincipal));
 
     // `scimtrail trace`: the title's history, each step naming its setter.
     let out = std::process::Command::new(bin("scimtrail"))

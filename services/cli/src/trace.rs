@@ -66,8 +66,9 @@ fn eq(a: &str, b: &str) -> bool {
     a.eq_ignore_ascii_case(b)
 }
 
-/// The steps of `event` that belong to the trace.
-pub fn steps(e: &EnrichedAuditEvent, args: &TraceArgs) -> Vec<Step> {
+/// Whether `event` is about the traced resource by one of its own names,
+/// in the selected target and type.
+fn names_it(e: &EnrichedAuditEvent, args: &TraceArgs) -> bool {
     let r = &e.event.resource;
     let names = [
         r.id.as_deref(),
@@ -75,18 +76,58 @@ pub fn steps(e: &EnrichedAuditEvent, args: &TraceArgs) -> Vec<Step> {
         r.external_id.as_deref(),
         r.display_name.as_deref(),
     ];
-    if !names.into_iter().flatten().any(|n| eq(n, &args.resource))
-        || args
-            .target
-            .as_deref()
-            .is_some_and(|t| !eq(t, &e.event.target.system))
+    names.into_iter().flatten().any(|n| eq(n, &args.resource)) && selected(e, args)
+}
+
+fn selected(e: &EnrichedAuditEvent, args: &TraceArgs) -> bool {
+    !(args
+        .target
+        .as_deref()
+        .is_some_and(|t| !eq(t, &e.event.target.system))
         || args
             .resource_type
             .as_deref()
-            .is_some_and(|t| !eq(t, &r.kind))
-    {
-        return Vec::new();
+            .is_some_and(|t| !eq(t, &e.event.resource.kind)))
+}
+
+/// Collects steps over a stream. A PATCH or DELETE usually carries only the
+/// resource's id, not the `userName` or `displayName` an operator knows it
+/// by, so steps are kept per resource and those of every resource that any
+/// event names are reported.
+#[derive(Default)]
+pub struct Collector {
+    named: std::collections::HashSet<String>,
+    steps: HashMap<String, Vec<Step>>,
+}
+
+impl Collector {
+    pub fn add(&mut self, e: &EnrichedAuditEvent, args: &TraceArgs) {
+        if !selected(e, args) {
+            return;
+        }
+        let key = e.event.partition_key();
+        if names_it(e, args) {
+            self.named.insert(key.clone());
+        }
+        let found = attribute_steps(e, args);
+        if !found.is_empty() {
+            self.steps.entry(key).or_default().extend(found);
+        }
     }
+
+    pub fn finish(self) -> Vec<Step> {
+        let named = self.named;
+        self.steps
+            .into_iter()
+            .filter(|(k, _)| named.contains(k))
+            .flat_map(|(_, s)| s)
+            .collect()
+    }
+}
+
+/// The changes of `event` to the traced attribute, whatever the resource.
+fn attribute_steps(e: &EnrichedAuditEvent, args: &TraceArgs) -> Vec<Step> {
+    let r = &e.event.resource;
     let want = args.attribute.to_ascii_lowercase();
     let lineage = e.trace.as_ref().map(|t| &t.lineage[..]).unwrap_or(&[]);
     e.changes
@@ -204,7 +245,7 @@ fn scan(
     }
     consumer.assign(&tpl)?;
     let mut open: Vec<i32> = ends.keys().copied().collect();
-    let mut found = Vec::new();
+    let mut found = Collector::default();
     let mut scanned = 0u64;
     let mut idle = Instant::now();
     while !open.is_empty() {
@@ -220,7 +261,7 @@ fn scan(
                 idle = Instant::now();
                 scanned += 1;
                 if let Some(e) = m.payload().and_then(|p| codecs.enriched.decode(p).ok()) {
-                    found.extend(steps(&e, args));
+                    found.add(&e, args);
                 }
                 if ends
                     .get(&m.partition())
@@ -233,13 +274,19 @@ fn scan(
             Some(Err(e)) => return Err(e.into()),
         }
     }
-    Ok((found, scanned, started.elapsed()))
+    Ok((found.finish(), scanned, started.elapsed()))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use scimtrail_core::schema::{fixtures, AttributeChange, AttributeOrigin, ChangeKind, Trace};
+
+    fn steps(e: &EnrichedAuditEvent, a: &TraceArgs) -> Vec<Step> {
+        let mut c = Collector::default();
+        c.add(e, a);
+        c.finish()
+    }
 
     fn args(resource: &str, attribute: &str) -> TraceArgs {
         TraceArgs {
@@ -293,5 +340,28 @@ mod tests {
         let mut only_other = args("u1", "emails");
         only_other.target = Some("other".into());
         assert!(steps(&e, &only_other).is_empty());
+    }
+
+    #[test]
+    fn events_without_the_name_count_once_another_event_names_the_resource() {
+        let mut create = fixtures::enriched(fixtures::audit_event("c"));
+        create.event.resource.display_name = Some("Admins".into());
+        let mut patch = fixtures::enriched(fixtures::audit_event("p"));
+        patch.changes = vec![AttributeChange {
+            path: r#"members[value eq "u9"]"#.into(),
+            kind: ChangeKind::Added,
+            before: None,
+            after: Some(r#"{"value":"u9"}"#.into()),
+        }];
+        let mut other = patch.clone();
+        other.event.resource.id = Some("u2".into());
+        let a = args("admins", "members");
+        let mut c = Collector::default();
+        for e in [&patch, &other, &create] {
+            c.add(e, &a);
+        }
+        let found = c.finish();
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert_eq!(found[0].event_id, "p");
     }
 }

@@ -85,6 +85,9 @@ pub struct AvroCodec<T> {
     /// `schema` with every named-type reference replaced by its definition,
     /// for the schema-aware serializer (which cannot look names up).
     inlined: Arc<Schema>,
+    /// Earlier versions of the schema by their single-object header, so
+    /// records written before an upgrade still decode (schemas/history/).
+    earlier: Arc<Vec<(Vec<u8>, Schema)>>,
     name: String,
     header: Vec<u8>,
     framing: Framing,
@@ -98,6 +101,7 @@ impl<T> Clone for AvroCodec<T> {
         AvroCodec {
             schema: self.schema.clone(),
             inlined: Arc::clone(&self.inlined),
+            earlier: Arc::clone(&self.earlier),
             name: self.name.clone(),
             header: self.header.clone(),
             framing: self.framing.clone(),
@@ -171,9 +175,20 @@ impl<T: Serialize + DeserializeOwned> AvroCodec<T> {
         };
         let header = RabinFingerprintHeader::from_schema(&schema).build_header();
         let inlined = Arc::new(inline_refs(&schema)?);
+        let mut earlier = Vec::new();
+        for (_, text) in super::history::HISTORY {
+            let old = Schema::parse_str(text).map_err(|e| CodecError::Schema(e.to_string()))?;
+            if matches!(&old, Schema::Record(r) if r.name.fullname(None) == name) {
+                earlier.push((
+                    RabinFingerprintHeader::from_schema(&old).build_header(),
+                    old,
+                ));
+            }
+        }
         Ok(AvroCodec {
             schema,
             inlined,
+            earlier: Arc::new(earlier),
             name,
             header,
             framing: Framing::SingleObject,
@@ -242,16 +257,28 @@ impl<T: Serialize + DeserializeOwned> AvroCodec<T> {
                 if bytes.len() < n {
                     return Err(CodecError::Truncated);
                 }
-                if bytes[..n] != self.header[..] {
-                    return Err(CodecError::UnknownFingerprint {
-                        schema: self.name.clone(),
-                        got: hex::encode(bytes.get(2..n).unwrap_or_default()),
-                        want: hex::encode(&self.header[2..]),
-                    });
-                }
+                // The writer's schema: ours, or an earlier version of it,
+                // resolved to ours (the schemas evolve backward-compatibly).
+                let writer = if bytes[..n] == self.header[..] {
+                    None
+                } else {
+                    match self.earlier.iter().find(|(h, _)| bytes[..n] == h[..]) {
+                        Some((_, old)) => Some(old),
+                        None => {
+                            return Err(CodecError::UnknownFingerprint {
+                                schema: self.name.clone(),
+                                got: hex::encode(bytes.get(2..n).unwrap_or_default()),
+                                want: hex::encode(&self.header[2..]),
+                            })
+                        }
+                    }
+                };
                 let mut rest = EofGuard::new(&bytes[n..]);
-                let v =
-                    apache_avro::from_avro_datum(&self.schema, &mut rest, None).map_err(derr)?;
+                let v = match writer {
+                    None => apache_avro::from_avro_datum(&self.schema, &mut rest, None),
+                    Some(old) => apache_avro::from_avro_datum(old, &mut rest, Some(&self.schema)),
+                }
+                .map_err(derr)?;
                 rest.finish(&self.name)?;
                 v
             }

@@ -8,6 +8,7 @@
 //! and parsed once.
 
 pub mod avro;
+pub mod history;
 pub mod raw;
 pub mod types;
 
