@@ -18,12 +18,15 @@ pub struct DetectorConfig {
     /// rules kept.
     #[serde(default = "default_rules_reload_secs")]
     pub rules_reload_secs: u64,
-    /// How far (in event time) events of one key may arrive out of order and
-    /// still be evaluated in order. Alerts wait this long in event time before
-    /// they are final, so it is also the alert delay; a partition that goes
-    /// quiet is advanced by the wall clock after this long.
+    /// How far (in event time, seconds, fractions allowed) events of one key
+    /// may arrive out of order and still be evaluated in order. Alerts wait
+    /// this long in event time before they are final, so it is also the
+    /// alert delay: `0` raises an alert on the crossing event itself, at the
+    /// cost of ignoring (and counting as late) any event of the key that
+    /// arrives after a newer one. A partition that goes quiet is advanced by
+    /// the wall clock after `max(this, 2 s)`.
     #[serde(default = "default_lateness_secs")]
-    pub allowed_lateness_secs: u64,
+    pub allowed_lateness_secs: f64,
     /// Most event ids listed as evidence in one alert.
     #[serde(default = "default_max_evidence")]
     pub max_evidence: usize,
@@ -37,8 +40,8 @@ pub struct DetectorConfig {
 fn default_rules_reload_secs() -> u64 {
     5
 }
-fn default_lateness_secs() -> u64 {
-    2
+fn default_lateness_secs() -> f64 {
+    2.0
 }
 fn default_max_evidence() -> usize {
     20
@@ -71,10 +74,10 @@ impl Validate for DetectorConfig {
                 "must be positive",
             ));
         }
-        if self.allowed_lateness_secs > 3600 {
+        if !(0.0..=3600.0).contains(&self.allowed_lateness_secs) {
             return Err(ConfigError::invalid(
                 "detector.allowed_lateness_secs",
-                "must be at most 3600 (alerts wait this long)",
+                "must be between 0 and 3600 (alerts wait this long)",
             ));
         }
         if self.max_evidence == 0 {
@@ -94,6 +97,11 @@ impl Validate for DetectorConfig {
 }
 
 impl DetectorConfig {
+    /// `allowed_lateness_secs` in whole milliseconds.
+    pub fn allowed_lateness_ms(&self) -> i64 {
+        (self.allowed_lateness_secs * 1000.0).round() as i64
+    }
+
     /// The rules to start with.
     pub fn rules(&self) -> Result<crate::rules::RuleSet, crate::rules::RulesError> {
         match &self.rules_file {

@@ -65,17 +65,17 @@ pub async fn run(config_file: Option<PathBuf>) -> anyhow::Result<()> {
         partitionings = rule_set.partitionings().len(),
     );
     let rules = reload::Rules::new(rule_set);
+    let reloads = scimtrail_core::metrics::counter_vec(
+        &app.registry,
+        SERVICE,
+        "rules_reloads_total",
+        "Reloads of the rules file after it changed or on SIGHUP, by result (ok, rejected).",
+        &["result"],
+    );
+    for r in ["ok", "rejected"] {
+        reloads.with_label_values(&[r]);
+    }
     if let Some(path) = &cfg.rules_file {
-        let reloads = scimtrail_core::metrics::counter_vec(
-            &app.registry,
-            SERVICE,
-            "rules_reloads_total",
-            "Reloads of the rules file after it changed or on SIGHUP, by result (ok, rejected).",
-            &["result"],
-        );
-        for r in ["ok", "rejected"] {
-            reloads.with_label_values(&[r]);
-        }
         rules.watch(
             path.clone(),
             std::time::Duration::from_secs(cfg.rules_reload_secs),
@@ -148,7 +148,7 @@ pub async fn run(config_file: Option<PathBuf>) -> anyhow::Result<()> {
         changelog,
         rules,
         rules::EngineOptions {
-            allowed_lateness_ms: (cfg.allowed_lateness_secs * 1000) as i64,
+            allowed_lateness_ms: cfg.allowed_lateness_ms(),
             max_evidence: cfg.max_evidence,
             max_keys: cfg.max_keys,
         },
