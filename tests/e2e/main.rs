@@ -2,6 +2,7 @@
 //! on a real Kafka broker with three partitions per topic, delivering to a real
 //! HTTP receiver. See `harness.rs`.
 
+mod detector;
 mod enricher;
 mod harness;
 mod pipeline;

@@ -64,10 +64,15 @@ pub struct Backtest {
     /// topic interleaves its partitions unevenly, and an event of a partition
     /// read behind the others is not late.
     sources: BTreeMap<i32, i64>,
+    /// Sources whose input ended: they no longer hold the clock back.
+    done: std::collections::BTreeSet<i32>,
+    /// How many sources the input has: until each has delivered, there is
+    /// no clock (the first to deliver may be far ahead of the others).
+    expected: usize,
 }
 
 impl Backtest {
-    pub fn new(rules: RuleSet, lateness_secs: f64) -> Self {
+    pub fn new(rules: RuleSet, lateness_secs: f64, expected_sources: usize) -> Self {
         let partitionings = rules.partitionings();
         let engine = Engine::new(
             Arc::new(rules),
@@ -84,6 +89,8 @@ impl Backtest {
             events: 0,
             since_commit: 0,
             sources: BTreeMap::new(),
+            done: Default::default(),
+            expected: expected_sources,
         }
     }
 
@@ -92,7 +99,7 @@ impl Backtest {
         let source = event.chain.as_ref().map_or(-1, |c| c.partition);
         let newest = self.sources.entry(source).or_insert(time);
         *newest = (*newest).max(time);
-        let clock = self.sources.values().copied().min().unwrap_or(time);
+        let clock = self.clock().unwrap_or(i64::MIN);
         for p in &self.partitionings {
             if let Some(key) = p.key_of(event) {
                 let alerts = self.engine.process_at(0, &p.id, &key, event, clock);
@@ -105,6 +112,36 @@ impl Backtest {
             self.engine.commit();
             self.engine.take_changes();
             self.since_commit = 0;
+        }
+    }
+
+    /// The engine's clock: the minimum over the sources still delivering,
+    /// once all have been heard from.
+    fn clock(&self) -> Option<i64> {
+        let heard = self.sources.len()
+            + self
+                .done
+                .iter()
+                .filter(|p| !self.sources.contains_key(p))
+                .count();
+        if heard < self.expected {
+            return None;
+        }
+        self.sources
+            .iter()
+            .filter(|(p, _)| !self.done.contains(p))
+            .map(|(_, t)| *t)
+            .min()
+    }
+
+    /// Source partition `partition` has no more events.
+    pub fn source_done(&mut self, partition: i32) {
+        self.done.insert(partition);
+        if let Some(clock) = self.clock() {
+            for p in &self.partitionings {
+                let alerts = self.engine.advance_watermark(0, &p.id, clock);
+                self.alerts.extend(alerts);
+            }
         }
     }
 
@@ -130,7 +167,7 @@ pub async fn run(common: Option<&CommonConfig>, args: BacktestArgs) -> anyhow::R
     let in_range = move |e: &EnrichedAuditEvent| {
         from.is_none_or(|f| e.event.event_time >= f) && to.is_none_or(|t| e.event.event_time <= t)
     };
-    let mut bt = Backtest::new(rules, args.lateness_secs);
+    let mut bt = Backtest::new(rules, args.lateness_secs, 0);
     let mut skipped = 0u64;
     let progress = indicatif::ProgressBar::new_spinner();
     progress.set_style(
@@ -140,8 +177,20 @@ pub async fn run(common: Option<&CommonConfig>, args: BacktestArgs) -> anyhow::R
     progress.enable_steady_tick(Duration::from_millis(200));
     match (&args.file, common) {
         (Some(path), _) => {
-            let file = std::fs::File::open(path)
-                .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+            // An export interleaves the topic's partitions in whatever order
+            // they were read: learn which partitions it holds first, so no
+            // event is judged against a clock that only one of them set.
+            let open = || {
+                std::fs::File::open(path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
+            };
+            let mut sources = std::collections::BTreeSet::new();
+            for line in std::io::BufReader::new(open()?).lines() {
+                if let Ok(e) = parse_export_line(&line?) {
+                    sources.insert(e.chain.as_ref().map_or(-1, |c| c.partition));
+                }
+            }
+            bt.expected = sources.len();
+            let file = open()?;
             for (n, line) in std::io::BufReader::new(file).lines().enumerate() {
                 let line = line?;
                 if line.trim().is_empty() {
@@ -175,11 +224,15 @@ pub async fn run(common: Option<&CommonConfig>, args: BacktestArgs) -> anyhow::R
             let common = common.clone();
             let pb = progress.clone();
             bt = tokio::task::spawn_blocking(move || {
-                read_topic(&common, &codecs, args.from, &mut |e| {
-                    if in_range(e) {
-                        bt.feed(e);
-                        pb.inc(1);
+                read_topic(&common, &codecs, args.from, &mut |read| match read {
+                    Read::Sources(n) => bt.expected = n,
+                    Read::Event(e) => {
+                        if in_range(e) {
+                            bt.feed(e);
+                            pb.inc(1);
+                        }
                     }
+                    Read::Done(p) => bt.source_done(p),
                 })
                 .map(|()| bt)
             })
@@ -253,11 +306,19 @@ pub fn parse_export_line(line: &str) -> anyhow::Result<EnrichedAuditEvent> {
     Ok(serde_json::from_value(inner)?)
 }
 
+/// What reading the topic reports, in order: the number of partitions with
+/// records, then their events, each partition's end as it is reached.
+enum Read<'a> {
+    Sources(usize),
+    Event(&'a EnrichedAuditEvent),
+    Done(i32),
+}
+
 fn read_topic(
     common: &CommonConfig,
     codecs: &Codecs,
     from: Option<chrono::DateTime<chrono::Utc>>,
-    visit: &mut dyn FnMut(&EnrichedAuditEvent),
+    visit: &mut dyn FnMut(Read<'_>),
 ) -> anyhow::Result<()> {
     let topic = &common.topics.enriched;
     let consumer: BaseConsumer = scimtrail_core::kafka::consumer_config(
@@ -294,6 +355,7 @@ fn read_topic(
     }
     consumer.assign(&tpl)?;
     let mut open: Vec<i32> = ends.keys().copied().collect();
+    visit(Read::Sources(open.len()));
     let mut idle = Instant::now();
     while !open.is_empty() {
         match consumer.poll(Duration::from_millis(500)) {
@@ -306,16 +368,23 @@ fn read_topic(
             Some(Ok(m)) => {
                 idle = Instant::now();
                 if let Some(e) = m.payload().and_then(|p| codecs.enriched.decode(p).ok()) {
-                    visit(&e);
+                    visit(Read::Event(&e));
                 }
-                if ends
-                    .get(&m.partition())
-                    .is_some_and(|end| m.offset() + 1 >= *end)
+                if open.contains(&m.partition())
+                    && ends
+                        .get(&m.partition())
+                        .is_some_and(|end| m.offset() + 1 >= *end)
                 {
                     open.retain(|p| *p != m.partition());
+                    visit(Read::Done(m.partition()));
                 }
             }
-            Some(Err(KafkaError::PartitionEOF(p))) => open.retain(|x| *x != p),
+            Some(Err(KafkaError::PartitionEOF(p))) => {
+                if open.contains(&p) {
+                    open.retain(|x| *x != p);
+                    visit(Read::Done(p));
+                }
+            }
             Some(Err(e)) => return Err(e.into()),
         }
     }

@@ -46,6 +46,9 @@ pub struct Evaluate {
     clocks: HashMap<(String, i32), SourceClocks>,
     /// A source silent this long (wall clock) stops holding the watermark back.
     source_idle: Duration,
+    /// Partitions of the enriched topic: the sources every input partition
+    /// can receive from.
+    sources: usize,
 }
 
 /// How far each source partition has come, for one input partition. The
@@ -54,13 +57,40 @@ pub struct Evaluate {
 /// a key's events have reached is the minimum over the sources still
 /// sending, not the newest event seen: an event from a lagging source is then
 /// on time rather than late.
-#[derive(Debug, Default)]
+///
+/// Until every source has been heard from (or `idle` has passed since the
+/// first event), there is no watermark at all: the first source to deliver
+/// after an assignment may be far ahead of the others, and a clock taken from
+/// it alone would make their events late.
+#[derive(Debug)]
 struct SourceClocks {
     /// source partition → (newest event time, when it arrived).
     sources: HashMap<i32, (i64, Instant)>,
+    /// When the first event arrived (or the state was restored).
+    born: Instant,
+    /// The newest event time of the state restored for the partition: with
+    /// no event after an assignment, the clock moves on from there.
+    restored: Option<i64>,
 }
 
 impl SourceClocks {
+    fn new() -> Self {
+        SourceClocks {
+            sources: HashMap::new(),
+            born: Instant::now(),
+            restored: None,
+        }
+    }
+
+    /// The newest event time of any source (or of the restored state).
+    fn newest(&self) -> Option<i64> {
+        self.sources
+            .values()
+            .map(|(t, _)| *t)
+            .chain(self.restored)
+            .max()
+    }
+
     fn observe(&mut self, source: i32, time: i64) {
         let now = Instant::now();
         let entry = self.sources.entry(source).or_insert((time, now));
@@ -68,8 +98,12 @@ impl SourceClocks {
     }
 
     /// The watermark: the minimum over sources heard from within `idle`;
-    /// with every source idle, the newest time of any.
-    fn watermark(&self, idle: Duration) -> Option<i64> {
+    /// with every source idle, the newest time of any. `None` while fewer
+    /// than `expected` sources have been heard from, for at most `idle`.
+    fn watermark(&self, idle: Duration, expected: usize) -> Option<i64> {
+        if self.sources.len() < expected && self.born.elapsed() < idle {
+            return None;
+        }
         let active = self
             .sources
             .values()
@@ -79,17 +113,19 @@ impl SourceClocks {
         active.or_else(|| self.sources.values().map(|(t, _)| *t).max())
     }
 
-    /// Wall time since the last event of any source.
+    /// Wall time since the last event of any source (or since the state
+    /// was restored, before any).
     fn quiet(&self) -> Duration {
         self.sources
             .values()
             .map(|(_, at)| at.elapsed())
             .min()
-            .unwrap_or_default()
+            .unwrap_or_else(|| self.born.elapsed())
     }
 }
 
 impl Evaluate {
+    /// `sources`: the partition count of the enriched topic.
     pub fn new(
         codecs: Codecs,
         alerts_topic: String,
@@ -97,6 +133,7 @@ impl Evaluate {
         rules: Rules,
         options: EngineOptions,
         metrics: EngineMetrics,
+        sources: usize,
     ) -> Self {
         let (current, generation) = rules.current();
         let lateness_ms = options.allowed_lateness_ms;
@@ -109,6 +146,7 @@ impl Evaluate {
             generation,
             clocks: HashMap::new(),
             source_idle: Duration::from_millis(lateness_ms.max(2_000) as u64),
+            sources,
         }
     }
 
@@ -171,9 +209,12 @@ impl Stage for Evaluate {
         let clocks = self
             .clocks
             .entry((partitioning.clone(), record.partition))
-            .or_default();
+            .or_insert_with(SourceClocks::new);
         clocks.observe(source, time);
-        let clock = clocks.watermark(self.source_idle).unwrap_or(time);
+        // No watermark yet: hold every event (the engine keeps its clock).
+        let clock = clocks
+            .watermark(self.source_idle, self.sources)
+            .unwrap_or(i64::MIN);
         let alerts = self
             .engine
             .process_at(record.partition, &partitioning, &key, &event, clock);
@@ -190,8 +231,10 @@ impl Stage for Evaluate {
             // Every source has been quiet: assume event time moved on with
             // the wall clock, so the last alerts of a burst do not wait for
             // the next event.
-            let newest = clocks.sources.values().map(|(t, _)| *t).max().unwrap_or(0);
-            let clock = newest + quiet.as_millis() as i64;
+            let Some(newest) = clocks.newest() else {
+                continue;
+            };
+            let clock = newest.saturating_add(quiet.as_millis() as i64);
             alerts.extend(
                 self.engine
                     .advance_watermark(*partition, partitioning, clock),
@@ -199,6 +242,10 @@ impl Stage for Evaluate {
             for (t, at) in clocks.sources.values_mut() {
                 *t = clock;
                 *at = Instant::now();
+            }
+            if clocks.restored.is_some() {
+                clocks.restored = Some(clock);
+                clocks.born = Instant::now();
             }
         }
         if let Err(e) = self.emit(alerts, out) {
@@ -237,7 +284,17 @@ impl Stage for Evaluate {
         for (key, bytes) in latest {
             let Some(bytes) = bytes else { continue };
             match self.engine.restore(partition, &key, &bytes) {
-                Ok(()) => restored += 1,
+                Ok(Some(newest)) => {
+                    restored += 1;
+                    if let Some((pid, _)) = split_routing_key(&key) {
+                        let clocks = self
+                            .clocks
+                            .entry((pid.to_string(), partition))
+                            .or_insert_with(SourceClocks::new);
+                        clocks.restored = Some(clocks.restored.unwrap_or(i64::MIN).max(newest));
+                    }
+                }
+                Ok(None) => {}
                 // One unreadable entry loses that key's windows, not the
                 // partition: it starts empty, loudly.
                 Err(e) => {

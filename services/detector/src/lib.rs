@@ -123,6 +123,15 @@ pub async fn run(config_file: Option<PathBuf>) -> anyhow::Result<()> {
             "topics {by_key} and {changelog} have {counts:?} partitions: they must have the same number"
         );
     }
+    let sources = {
+        let kafka = common.kafka.clone();
+        let enriched = common.topics.enriched.clone();
+        tokio::task::spawn_blocking(move || {
+            scimtrail_core::kafka::partition_counts(&kafka, std::slice::from_ref(&enriched))
+                .map(|c| c.get(&enriched).copied().unwrap_or(0))
+        })
+        .await??
+    };
     let framing = Framing::from_config(&common.schema_registry)?;
     let topics = common.topics.clone();
     let codecs = tokio::task::spawn_blocking(move || Codecs::new(framing, &topics)).await??;
@@ -153,6 +162,7 @@ pub async fn run(config_file: Option<PathBuf>) -> anyhow::Result<()> {
             max_keys: cfg.max_keys,
         },
         rules::EngineMetrics::new(&app.registry),
+        usize::try_from(sources).unwrap_or(0),
     );
     let evaluate = runner::spawn(
         RunnerSpec {

@@ -767,13 +767,16 @@ impl Engine {
     /// Restores one changelog entry of `partition` (on assignment, before its
     /// records are processed). State of rules that changed or are gone, and
     /// of partitionings no rule uses, is dropped (and deleted by the next
-    /// [`Engine::take_changes`]).
+    /// [`Engine::take_changes`]). Returns the newest event time the key had
+    /// seen, when its state was kept: the caller owns the clock, and must
+    /// move it on (e.g. when the partition stays quiet) for the key's
+    /// pending events to be evaluated.
     pub fn restore(
         &mut self,
         partition: i32,
         state_key: &str,
         bytes: &[u8],
-    ) -> Result<(), RulesError> {
+    ) -> Result<Option<i64>, RulesError> {
         let st =
             state::decode(bytes, self.rules.all(), &mut self.strings).map_err(|m| RulesError {
                 origin: "rule state".into(),
@@ -787,11 +790,11 @@ impl Engine {
             self.store.unindex(state_key);
             self.store.map.remove(state_key);
             self.store.dirty.insert(state_key.to_string());
-            return Ok(());
+            return Ok(None);
         }
-        let ck = (pid.to_string(), partition);
-        let clock = self.clocks.entry(ck).or_insert(st.newest);
-        *clock = (*clock).max(st.newest);
+        // The clock is not moved to the key's newest event: other sources of
+        // the partition may still be behind it (see `process_at`).
+        let newest = st.newest;
         self.store.insert_committed(
             state_key,
             Slot {
@@ -800,7 +803,7 @@ impl Engine {
             },
         );
         self.metrics.state_keys.set(self.store.map.len() as i64);
-        Ok(())
+        Ok(Some(newest))
     }
 }
 
