@@ -40,7 +40,7 @@ ALL_SECRETS_CREATED = {
         },
         "topics": {"settings": {"retention.ms": 604800000, "cleanup.policy": "delete"}},
         "log": {"level": "debug", "format": "text"},
-        "detector": {"burst_severity": "medium"},
+        "detector": {"allowed_lateness_secs": 0.5, "max_keys": 250000, "rules_reload_secs": 10},
         "enricher": {"include_snapshots": False, "ignored_attributes": ["meta", "lastLogin"]},
     },
     "kafkaSasl": {"enabled": True, "mechanism": "SCRAM-SHA-256", "usernameKey": "sasl-username"},
@@ -112,6 +112,102 @@ ROLES_EXISTING_CONFIGMAP = {
 ROLES_DIR = "/etc/scimtrail/roles"
 CHECKPOINT_KEY_DIR = "/etc/scimtrail/checkpoint-key"
 
+# The detector's rules file inline (docs/rules.md): one rule of every kind, with
+# strings YAML must quote (conditions with quotes and backslashes, numbers and
+# booleans as label values, times), a kind section left empty and one null (the
+# detector reads `match:` as `match: {}`).
+RULES = {
+    "version": 1,
+    "rules": [
+        {
+            "id": "burst.principal",
+            "title": "Burst of changes by one principal",
+            "severity": "critical",
+            "description": "More than 50 changes by one principal within 5 minutes.\n",
+            "runbook_url": "https://wiki.example.test/runbooks/scim#burst.principal",
+            "labels": {"team": "iam", "tier": "1", "paging": "yes", "on": "true"},
+            "where": 'action eq "CREATE" or action eq "REPLACE" or action eq "PATCH" or action eq "DELETE"',
+            "group_by": ["principal.id"],
+            "threshold": {"more_than": 50, "window": "5m"},
+        },
+        {
+            "id": "work-email-changed",
+            "title": "Work email changed: #1",
+            "severity": "medium",
+            "description": "A user's work email changed.",
+            "where": 'diff[path eq "emails[type eq \\"work\\"].value"]',
+            "match": {},
+        },
+        {
+            "id": "privileged-group-escalation",
+            "title": "Member added to a privileged group",
+            "severity": "critical",
+            "description": "A member was added to a privileged group.",
+            "where": 'resource.type eq "Group" and flags eq "PRIVILEGED" and memberships[kind eq "ADDED"]',
+            "match": None,
+        },
+        {
+            "id": "change-after-deactivation",
+            "title": "Change after deactivation",
+            "severity": "High",
+            "description": "A deactivated user was changed again.",
+            "suppress_for": "2h",
+            "match": {
+                "sequence": {
+                    "first": 'flags eq "DEACTIVATED"',
+                    "then": 'action eq "PATCH" and not (flags eq "ACTIVATED")',
+                    "within": "30m",
+                }
+            },
+        },
+        {
+            "id": "error-spike",
+            "title": "Provisioning errors spike",
+            "severity": "medium",
+            "description": "Server errors of one target.",
+            "group_by": ["target.system"],
+            "error_rate": {"window": "5m", "ratio": 0.25, "min_count": 20, "failure": "response.status ge 500"},
+        },
+        {
+            "id": "non-admin-change",
+            "title": "Change not allowed",
+            "severity": "high",
+            "description": "A change the principal's roles do not allow.",
+            "where": "actor pr",
+            "policy": {
+                "unknown_principal": "allow",
+                "access_denied": "ignore",
+                "roles": {
+                    "provisioning-admin": {"actions": ["*"], "privileged": True},
+                    "helpdesk": {"actions": ["PATCH"], "resource_types": ["User"], "attributes": ["active", "phoneNumbers"]},
+                },
+            },
+        },
+        {
+            "id": "new-source-ip",
+            "title": "Principal from a new address",
+            "severity": "low",
+            "description": "A principal seen from an address new to it.",
+            "enabled": False,
+            "new_value": {"field": "source.ip", "lookback": "30d", "max_values": 10000, "alert_on_first": False},
+        },
+        {
+            "id": "off-hours-human-change",
+            "title": "Change outside working hours",
+            "severity": "info",
+            "description": "A person changing resources at night.",
+            "where": 'principal.type eq "user"',
+            "schedule": {"time_zone": "Europe/Berlin", "days": ["mon-fri", "sat"], "hours": ["08:00-18:00", "22:00-06:00"]},
+        },
+    ],
+}
+DETECTOR_RULES = {"config": {"detector": {"rules_reload_secs": 30}}, "detector": {"rules": RULES}}
+RULES_EXISTING_CONFIGMAP = {
+    "detector": {"rulesExistingConfigMap": {"name": "corp-detection-rules", "key": "scim.yaml"}},
+}
+RULES_DIR = "/etc/scimtrail/rules"
+DEFAULT_PACK = REPO / "services" / "detector" / "rules" / "default.yaml"
+
 
 def ed25519_pem(seed: bytes = bytes(range(32))) -> str:
     """A PKCS#8 PEM Ed25519 private key (what `openssl genpkey -algorithm ed25519`
@@ -130,6 +226,11 @@ SECRET_DUMMIES = {
 VOLUME_DUMMIES = {
     "checkpoint-key": ed25519_pem(),
     "roles": "principals:\n  okta-provisioner: {roles: [service-connector]}\n",
+    "rules": (
+        "version: 1\nrules:\n  - id: deletions\n    title: Deletions\n    severity: high\n"
+        "    description: Deletions.\n    where: 'action eq \"DELETE\"'\n"
+        "    threshold: {more_than: 10, window: 5m}\n"
+    ),
 }
 
 
@@ -142,6 +243,8 @@ def scenarios():
     yield "schema-registry-url", "values", SCHEMA_REGISTRY_URL
     yield "enricher-features", "values", ENRICHER_FEATURES
     yield "roles-existing-configmap", "values", ROLES_EXISTING_CONFIGMAP
+    yield "detector-rules", "values", DETECTOR_RULES
+    yield "rules-existing-configmap", "values", RULES_EXISTING_CONFIGMAP
 
 
 SCENARIOS = list(scenarios())
@@ -173,7 +276,8 @@ def component(doc) -> str:
 
 
 def config_map(docs) -> dict:
-    """The ConfigMap with config.toml (the enricher's role directory may be another)."""
+    """The ConfigMap with config.toml (the enricher's role directory and the
+    detector's rules may be others)."""
     cms = [c for c in by_kind(docs, "ConfigMap") if "config.toml" in (c.get("data") or {})]
     assert len(cms) == 1, "exactly one ConfigMap with config.toml"
     assert cms[0]["metadata"]["name"].endswith("-config")
@@ -182,6 +286,12 @@ def config_map(docs) -> dict:
 
 def roles_config_map(docs) -> dict | None:
     cms = [c for c in by_kind(docs, "ConfigMap") if c["metadata"]["name"].endswith("-enricher-roles")]
+    assert len(cms) <= 1
+    return cms[0] if cms else None
+
+
+def rules_config_map(docs) -> dict | None:
+    cms = [c for c in by_kind(docs, "ConfigMap") if c["metadata"]["name"].endswith("-detector-rules")]
     assert len(cms) <= 1
     return cms[0] if cms else None
 
@@ -295,17 +405,21 @@ def pod_files(w, docs, root: Path) -> dict[str, Path]:
     return files
 
 
-ENRICHER_FILE_KEYS = ("roles_file", "checkpoint_key_file")
+# The file paths the chart sets, by service (section of config.toml).
+SERVICE_FILE_KEYS = {
+    "enricher": ("roles_file", "checkpoint_key_file"),
+    "detector": ("rules_file",),
+}
 
 
-def localize_enricher_files(toml_text: str, files: dict[str, Path]) -> str:
-    """config.toml with the enricher's file paths pointing at the projected files;
+def localize_files(toml_text: str, svc: str, files: dict[str, Path]) -> str:
+    """config.toml with the service's file paths pointing at the projected files;
     every path it names must be a file of one of the pod's volumes."""
-    enricher = tomllib.loads(toml_text).get("enricher", {})
-    for key in ENRICHER_FILE_KEYS:
-        if key in enricher:
-            path = enricher[key]
-            assert path in files, f"enricher.{key} = {path} is not a file of any mounted volume: {sorted(files)}"
+    section = tomllib.loads(toml_text).get(svc, {})
+    for key in SERVICE_FILE_KEYS.get(svc, ()):
+        if key in section:
+            path = section[key]
+            assert path in files, f"{svc}.{key} = {path} is not a file of any mounted volume: {sorted(files)}"
             toml_text = toml_text.replace(f'{key} = "{path}"', f'{key} = "{files[path]}"')
     return toml_text
 
@@ -417,13 +531,13 @@ def test_checksum_annotation_is_sha256_of_config(helm, scenario):
 
 def test_checksum_follows_config_changes_only(helm):
     base = helm.template()
-    changed = helm.template("--set", "config.detector.burst_threshold=50")
+    changed = helm.template("--set", "config.detector.max_evidence=50")
     scaled = helm.template("--set", "ingest.replicas=5")
 
     def sums(docs):
         return {w["metadata"]["name"]: w["spec"]["template"]["metadata"]["annotations"]["checksum/config"] for w in workloads(docs)}
 
-    assert "burst_threshold = 50" in config_toml(changed)
+    assert "max_evidence = 50" in config_toml(changed)
     new = hashlib.sha256(config_toml(changed).encode()).hexdigest()
     assert set(sums(changed).values()) == {new}
     assert set(sums(base).values()).isdisjoint(sums(changed).values()), "a config change must roll every pod"
@@ -477,11 +591,12 @@ def test_services_accept_rendered_config_and_env(helm, bin_dir, scenario, tmp_pa
     docs = helm.template(*args_of(helm, scenario))
     for w in workloads(docs):
         svc = component(w)
-        # The enricher's role directory and checkpoint key: the files of its
-        # volumes, projected here, with config.toml pointing at them.
+        # The enricher's role directory and checkpoint key, the detector's rules
+        # file: the files of their volumes, projected here, with config.toml
+        # pointing at them.
         files = pod_files(w, docs, tmp_path / svc)
         cfg = tmp_path / f"{svc}.toml"
-        cfg.write_text(localize_enricher_files(config_toml(docs), files) if svc == "enricher" else config_toml(docs))
+        cfg.write_text(localize_files(config_toml(docs), svc, files))
         env = resolve_env(w, docs)
         assert env["SCIMTRAIL_CONFIG"] == CONFIG_PATH
         env["SCIMTRAIL_CONFIG"] = str(cfg)  # where the ConfigMap is "mounted" here
@@ -509,7 +624,9 @@ def test_check_config_really_checks(helm, bin_dir, tmp_path):
     env = resolve_env(w, docs)
     for extra, key in (
         ({"SCIMTRAIL__KAFKA__BROKRES": "x:1"}, "brokres"),
-        ({"SCIMTRAIL__DETECTOR__BURST_SEVERITY": "urgent"}, "detector.burst_severity"),
+        ({"SCIMTRAIL__DETECTOR__MAX_EVIDENCE": "0"}, "detector.max_evidence"),
+        # The rules file is loaded and checked, not just named.
+        ({"SCIMTRAIL__DETECTOR__RULES_FILE": str(tmp_path / "missing.yaml")}, "detector.rules_file"),
     ):
         cfg.write_text(config_toml(docs))
         proc = subprocess.run(
@@ -564,8 +681,9 @@ def test_rendered_roles_pass_the_enrichers_check_config(helm, bin_dir, tmp_path)
     key.write_text(ed25519_pem())
     w = workload(docs, "enricher")
     env = resolve_env(w, docs)
-    text = localize_enricher_files(
+    text = localize_files(
         config_toml(docs),
+        "enricher",
         {f"{ROLES_DIR}/roles.yaml": roles, f"{CHECKPOINT_KEY_DIR}/key.pem": key},
     )
     cfg = tmp_path / "config.toml"
@@ -653,7 +771,7 @@ def test_checkpoint_key_really_checked(helm, bin_dir, tmp_path):
     files = pod_files(w, docs, tmp_path)
     files[f"{CHECKPOINT_KEY_DIR}/key.pem"].write_text("-----BEGIN PRIVATE KEY-----\nnot a key\n-----END PRIVATE KEY-----\n")
     cfg = tmp_path / "config.toml"
-    cfg.write_text(localize_enricher_files(config_toml(docs), files))
+    cfg.write_text(localize_files(config_toml(docs), "enricher", files))
     proc = check_config(bin_dir, "enricher", cfg, resolve_env(w, docs))
     assert proc.returncode != 0
     assert "enricher.checkpoint_key_file" in proc.stderr + proc.stdout
@@ -711,13 +829,278 @@ def test_enricher_schema_has_every_service_key():
     assert set(enricher["properties"]) - set(service["properties"]) == {"roles", "rolesExistingConfigMap", "checkpointKey"}
 
 
+# ------------------------------------------------------- detector: rules
+
+
+def detector_docs(helm, values):
+    return helm.template("-f", helm.values_file(values))
+
+
+def rules_volume(w) -> dict | None:
+    vols = [v for v in w["spec"]["template"]["spec"]["volumes"] if v["name"] == "rules"]
+    assert len(vols) <= 1
+    return vols[0] if vols else None
+
+
+def check_rules_file(bin_dir, tmp_path, docs, text: str) -> subprocess.CompletedProcess:
+    """Runs the real detector's --check-config on the rendered config.toml with
+    rules_file pointing at `text`, written to a file."""
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(text)
+    w = workload(docs, "detector")
+    cfg = tmp_path / "config.toml"
+    cfg.write_text(localize_files(config_toml(docs), "detector", {f"{RULES_DIR}/rules.yaml": rules}))
+    return check_config(bin_dir, "detector", cfg, resolve_env(w, docs))
+
+
+def test_rules_rendered_and_mounted_as_a_directory(helm):
+    docs = detector_docs(helm, DETECTOR_RULES)
+    cm = rules_config_map(docs)
+    assert cm is not None, "detector.rules renders a ConfigMap"
+    assert cm["metadata"]["name"] == "st-scimtrail-detector-rules"
+    assert cm["metadata"]["labels"]["app.kubernetes.io/component"] == "detector"
+    assert list(cm["data"]) == ["rules.yaml"]
+    # The rendered file is the values' one, every rule and string intact.
+    assert yaml.safe_load(cm["data"]["rules.yaml"]) == RULES
+
+    w = workload(docs, "detector")
+    (mount,) = [m for m in container(w)["volumeMounts"] if m["name"] == "rules"]
+    assert mount["mountPath"] == RULES_DIR and mount.get("readOnly") is True
+    assert "subPath" not in mount and "subPathExpr" not in mount, "a subPath mount never sees ConfigMap updates"
+    vol = rules_volume(w)
+    assert vol["configMap"]["name"] == cm["metadata"]["name"]
+    assert vol["configMap"]["items"] == [{"key": "rules.yaml", "path": "rules.yaml"}]
+    detector = tomllib.loads(config_toml(docs))["detector"]
+    assert detector["rules_file"] == f"{RULES_DIR}/rules.yaml"
+    assert detector["rules_reload_secs"] == 30
+    # Only the detector mounts it.
+    for other in workloads(docs):
+        if component(other) != "detector":
+            assert rules_volume(other) is None, other["metadata"]["name"]
+
+
+def test_rendered_rules_pass_the_detectors_check_config(helm, bin_dir, tmp_path):
+    """The rendered rules.yaml, written to a file, is a rules file the real detector
+    loads; the same file with a typo, or a rule the detector cannot parse, is
+    rejected naming rules_file."""
+    docs = detector_docs(helm, DETECTOR_RULES)
+    text = rules_config_map(docs)["data"]["rules.yaml"]
+    proc = check_rules_file(bin_dir, tmp_path, docs, text)
+    assert proc.returncode == 0, proc.stderr + proc.stdout + "\n--- rules.yaml ---\n" + text
+    assert "scimtrail-detector: configuration ok" in proc.stdout
+
+    for broken, named in (
+        (text.replace("more_than:", "more_then:", 1), "more_then"),
+        (text.replace("principal.id", "principal.idd", 1), "principal.idd"),
+    ):
+        proc = check_rules_file(bin_dir, tmp_path, docs, broken)
+        assert proc.returncode != 0, f"a rules file with {named} was accepted"
+        assert "detector.rules_file" in proc.stderr + proc.stdout
+        assert named in proc.stderr + proc.stdout
+
+
+def test_default_pack_inline_renders_and_loads(helm, bin_dir, tmp_path):
+    """The shipped default pack, given as detector.rules, passes the values schema
+    and the template checks, renders unchanged and loads in the real detector: the
+    schema accepts what the detector accepts."""
+    pack = yaml.safe_load(DEFAULT_PACK.read_text())
+    docs = detector_docs(helm, {"detector": {"rules": pack}})
+    text = rules_config_map(docs)["data"]["rules.yaml"]
+    assert yaml.safe_load(text) == pack
+    proc = check_rules_file(bin_dir, tmp_path, docs, text)
+    assert proc.returncode == 0, proc.stderr + proc.stdout
+
+
+def test_rules_changes_are_reloaded_not_rolled(helm):
+    """Editing the rules changes only their ConfigMap: every pod template stays the
+    same (the detector reloads the file). Changing config still rolls."""
+    base = detector_docs(helm, DETECTOR_RULES)
+    edited = yaml.safe_load(yaml.safe_dump(DETECTOR_RULES))
+    edited["detector"]["rules"]["rules"][0]["threshold"]["more_than"] = 80
+    edited["detector"]["rules"]["rules"].append(
+        {"id": "mallory", "title": "Mallory", "severity": "high", "description": "Mallory acts.",
+         "where": 'principal.id eq "mallory"', "match": {}}
+    )
+    changed = detector_docs(helm, edited)
+
+    assert rules_config_map(changed)["data"] != rules_config_map(base)["data"]
+    assert "mallory" in rules_config_map(changed)["data"]["rules.yaml"]
+
+    def templates(docs):
+        return {w["metadata"]["name"]: w["spec"]["template"] for w in workloads(docs)}
+
+    def sums(docs):
+        return {w["spec"]["template"]["metadata"]["annotations"]["checksum/config"] for w in workloads(docs)}
+
+    assert templates(changed) == templates(base), "a rules edit must not restart any pod"
+    assert config_toml(changed) == config_toml(base)
+
+    slower = yaml.safe_load(yaml.safe_dump(DETECTOR_RULES))
+    slower["config"]["detector"]["rules_reload_secs"] = 60
+    assert sums(detector_docs(helm, slower)).isdisjoint(sums(base)), "a config change still rolls every pod"
+    # Turning the rules file on adds a volume and rules_file: that rolls, as it must.
+    assert sums(helm.template()).isdisjoint(sums(base))
+
+
+def test_rules_from_an_existing_configmap(helm):
+    docs = detector_docs(helm, RULES_EXISTING_CONFIGMAP)
+    assert rules_config_map(docs) is None, "no chart-managed rules with rulesExistingConfigMap"
+    w = workload(docs, "detector")
+    vol = rules_volume(w)
+    assert vol["configMap"]["name"] == "corp-detection-rules"
+    assert vol["configMap"]["items"] == [{"key": "scim.yaml", "path": "rules.yaml"}]
+    (mount,) = [m for m in container(w)["volumeMounts"] if m["name"] == "rules"]
+    assert mount["mountPath"] == RULES_DIR and "subPath" not in mount
+    assert tomllib.loads(config_toml(docs))["detector"]["rules_file"] == f"{RULES_DIR}/rules.yaml"
+    # The default key name.
+    docs = helm.template("--set", "detector.rulesExistingConfigMap.name=rules")
+    assert rules_volume(workload(docs, "detector"))["configMap"]["items"] == [{"key": "rules.yaml", "path": "rules.yaml"}]
+
+
+def test_without_rules_the_detector_runs_the_default_pack(helm, bin_dir, tmp_path):
+    """Neither detector.rules nor rulesExistingConfigMap: no rules_file, no volume,
+    no ConfigMap, and the detector accepts that (its built-in default pack)."""
+    docs = helm.template()
+    assert rules_config_map(docs) is None
+    assert "rules_file" not in tomllib.loads(config_toml(docs))["detector"]
+    assert rules_volume(workload(docs, "detector")) is None
+    cfg = tmp_path / "config.toml"
+    cfg.write_text(config_toml(docs))
+    w = workload(docs, "detector")
+    proc = check_config(bin_dir, "detector", cfg, resolve_env(w, docs))
+    assert proc.returncode == 0, proc.stderr + proc.stdout
+
+
+def test_disabled_detector_gets_no_rules(helm):
+    docs = detector_docs(helm, {**DETECTOR_RULES, "detector": {**DETECTOR_RULES["detector"], "enabled": False}})
+    assert rules_config_map(docs) is None
+    assert "rules_file" not in tomllib.loads(config_toml(docs))["detector"]
+    docs = helm.template("--set", "detector.enabled=false", "--set", "detector.rulesExistingConfigMap.name=rules")
+    assert "rules_file" not in tomllib.loads(config_toml(docs))["detector"]
+
+
+def test_detector_settings_pass_through(helm, bin_dir, tmp_path):
+    defaults = tomllib.loads(config_toml(helm.template()))["detector"]
+    assert defaults == {"rules_reload_secs": 5, "allowed_lateness_secs": 2, "max_evidence": 20, "max_keys": 1000000}
+    docs = helm.template(*args_of(helm, SCENARIOS[SCENARIO_IDS.index("all-secrets-created")]))
+    detector = tomllib.loads(config_toml(docs))["detector"]
+    assert detector["allowed_lateness_secs"] == 0.5 and detector["max_keys"] == 250000
+    # null leaves a key to the service's default.
+    docs = helm.template("--set", "config.detector.allowed_lateness_secs=null", "--set", "config.detector.max_keys=null")
+    text = config_toml(docs)
+    assert "allowed_lateness_secs" not in text and "max_keys" not in text
+    cfg = tmp_path / "config.toml"
+    cfg.write_text(text)
+    proc = check_config(bin_dir, "detector", cfg, resolve_env(workload(docs, "detector"), docs))
+    assert proc.returncode == 0, proc.stderr + proc.stdout
+
+
+def test_production_values_give_rules(helm):
+    prod = next(f for f in values_files() if f.name == "production.yaml")
+    docs = helm.template("-f", str(prod))
+    rules = yaml.safe_load(rules_config_map(docs)["data"]["rules.yaml"])
+    burst = next(r for r in rules["rules"] if r["id"] == "burst.principal")
+    assert burst["severity"] == "critical" and burst["threshold"] == {"more_than": 50, "window": "5m"}
+    assert tomllib.loads(config_toml(docs))["detector"]["rules_file"] == f"{RULES_DIR}/rules.yaml"
+
+
+def test_readme_detector_example_renders(helm, bin_dir, tmp_path):
+    readme = (CHART / "README.md").read_text()
+    section = readme[readme.index("### Detector: rules"):]
+    example = yaml.safe_load(re.search(r"```yaml\n(.*?)```", section, re.S).group(1))
+    docs = detector_docs(helm, example)
+    text = rules_config_map(docs)["data"]["rules.yaml"]
+    assert yaml.safe_load(text) == example["detector"]["rules"]
+    proc = check_rules_file(bin_dir, tmp_path, docs, text)
+    assert proc.returncode == 0, proc.stderr + proc.stdout
+
+
+def test_detector_schema_has_every_service_key():
+    schema = yaml.safe_load((CHART / "values.schema.json").read_text())
+    service = schema["definitions"]["service"]
+    detector = schema["definitions"]["detectorService"]
+    assert schema["properties"]["detector"] == {"$ref": "#/definitions/detectorService"}
+    assert detector["required"] == service["required"]
+    for key in service["properties"]:
+        assert detector["properties"].get(key) == {"$ref": f"#/definitions/service/properties/{key}"}, key
+    assert set(detector["properties"]) - set(service["properties"]) == {"rules", "rulesExistingConfigMap"}
+
+
+def notes(helm, tmp_path, *args) -> str:
+    """NOTES.txt as `helm install` prints it (`helm template` does not render it):
+    a copy of the chart renders it through `tpl` into a ConfigMap."""
+    chart = tmp_path / "chart"
+    if not chart.exists():
+        shutil.copytree(CHART, chart)
+        (chart / "notes-under-test.txt").write_text((CHART / "templates" / "NOTES.txt").read_text())
+        (chart / "templates" / "zz-notes.yaml").write_text(
+            "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: notes\ndata:\n"
+            '  NOTES.txt: {{ tpl (.Files.Get "notes-under-test.txt") . | toJson }}\n'
+        )
+    proc = helm.run("template", "st", str(chart), "--namespace", NAMESPACE, "--show-only", "templates/zz-notes.yaml", *args)
+    assert proc.returncode == 0, proc.stderr
+    return yaml.safe_load(proc.stdout)["data"]["NOTES.txt"]
+
+
+def test_notes_say_where_the_detector_rules_come_from(helm, tmp_path):
+    text = notes(helm, tmp_path)
+    assert "The detector runs its built-in default rule pack" in text
+    text = notes(helm, tmp_path, "-f", helm.values_file(DETECTOR_RULES))
+    assert "Detector rules: ConfigMap st-scimtrail-detector-rules (from detector.rules)" in text
+    assert "default rule pack" not in text
+    text = notes(helm, tmp_path, "-f", helm.values_file(RULES_EXISTING_CONFIGMAP))
+    assert 'Detector rules: ConfigMap corp-detection-rules, key "scim.yaml"' in text
+    text = notes(helm, tmp_path, "--set", "detector.enabled=false")
+    assert "Detector rules" not in text and "default rule pack" not in text
+
+
+def valid_rule(**changes) -> dict:
+    rule = {"id": "r", "title": "R", "severity": "high", "description": "d", "threshold": {"more_than": 1, "window": "1m"}}
+    rule.update(changes)
+    return {k: v for k, v in rule.items() if v is not None}
+
+
+@pytest.mark.parametrize(
+    "values,named",
+    [
+        (
+            {"detector": {"rules": {"rules": [valid_rule()]}, "rulesExistingConfigMap": {"name": "cm"}}},
+            "detector.rulesExistingConfigMap",
+        ),
+        ({"detector": {"rules": {"version": 1}}}, "/detector/rules"),
+        ({"detector": {"rules": {"version": 2, "rules": [valid_rule()]}}}, "/detector/rules/version"),
+        ({"detector": {"rules": {"rule": [valid_rule()]}}}, "'rule'"),
+        ({"detector": {"rules": {"rules": [valid_rule(wher='action eq "DELETE"')]}}}, "'wher'"),
+        ({"detector": {"rules": {"rules": [valid_rule(title=None)]}}}, "/detector/rules/rules/0"),
+        ({"detector": {"rules": {"rules": [valid_rule(id="a b")]}}}, "/detector/rules/rules/0/id"),
+        ({"detector": {"rules": {"rules": [valid_rule(severity="urgent")]}}}, "/detector/rules/rules/0/severity"),
+        ({"detector": {"rules": {"rules": [valid_rule(threshold={"more_than": 1, "window": "5x"})]}}}, "/detector/rules/rules/0/threshold/window"),
+        ({"detector": {"rules": {"rules": [valid_rule(threshold={"more_than": 1})]}}}, "/detector/rules/rules/0/threshold"),
+        ({"detector": {"rules": {"rules": [valid_rule(group_by=["a", "b", "c", "d"])]}}}, "/detector/rules/rules/0/group_by"),
+        ({"detector": {"rules": {"rules": [valid_rule(labels={"tier": 1})]}}}, "/detector/rules/rules/0/labels/tier"),
+        ({"detector": {"rules": {"rules": [valid_rule(threshold=None, error_rate={"window": "5m", "ratio": 1.5, "min_count": 1})]}}}, "/detector/rules/rules/0/error_rate/ratio"),
+        ({"detector": {"rules": {"rules": [valid_rule(threshold=None, policy={"roles": {"x": {"actions": ["WRITE"]}}})]}}}, "/detector/rules/rules/0/policy/roles/x/actions/0"),
+        ({"detector": {"rules": {"rules": [valid_rule(threshold=None, new_value={"field": "source.ip", "lookback": "30d", "max_values": 0})]}}}, "/detector/rules/rules/0/new_value/max_values"),
+        ({"detector": {"rules": {"rules": [valid_rule(threshold=None, schedule={"time_zone": "UTC", "days": [], "hours": ["08:00-18:00"]})]}}}, "/detector/rules/rules/0/schedule/days"),
+        ({"detector": {"rules": {"rules": [valid_rule(match={})]}}}, "detector.rules.rules[0] (id \"r\"): a rule has exactly one kind section"),
+        ({"detector": {"rules": {"rules": [valid_rule(threshold=None)]}}}, "found none"),
+        ({"detector": {"rules": {"rules": [valid_rule(), valid_rule(title="Again")]}}}, "detector.rules.rules[1] (id \"r\"): duplicate id"),
+    ],
+    ids=lambda v: v if isinstance(v, str) else None,
+)
+def test_bad_detector_rules_fail_naming_the_rule(helm, values, named):
+    proc = helm.template_raw("-f", helm.values_file(values))
+    assert proc.returncode != 0, f"{values} rendered"
+    assert named in proc.stderr, proc.stderr
+
+
 # ------------------------------------------------------------ bad values
 
 
 @pytest.mark.parametrize(
     "setting,named",
     [
-        ("config.detector.burst_severity=urgent", "/config/detector/burst_severity"),
+        ("config.detector.allowed_lateness_secs=-1", "/config/detector/allowed_lateness_secs"),
         ("ingest.replicas=-1", "/ingest/replicas"),
         ("config.log.format=xml", "/config/log/format"),
         ("config.log.level=loud", "/config/log/level"),
@@ -725,8 +1108,18 @@ def test_enricher_schema_has_every_service_key():
         ("config.kafka.brokers=", "/config/kafka/brokers"),
         ("config.kafka.brokers=null", "brokers"),
         ("config.topics.partitions=0", "/config/topics/partitions"),
-        ("config.detector.burst_treshold=3", "burst_treshold"),
-        ("config.detector.burst_window_secs=999999", "/config/detector/burst_window_secs"),
+        ("config.detector.burst_threshold=3", "burst_threshold"),
+        ("config.detector.allowed_lateness_secs=3601", "/config/detector/allowed_lateness_secs"),
+        ("config.detector.allowed_lateness_secs=soon", "/config/detector/allowed_lateness_secs"),
+        ("config.detector.rules_reload_secs=0", "/config/detector/rules_reload_secs"),
+        ("config.detector.max_evidence=0", "/config/detector/max_evidence"),
+        ("config.detector.max_keys=0", "/config/detector/max_keys"),
+        ("config.detector.rules_file=/etc/rules.yaml", "config.detector.rules_file"),
+        ("detector.rulesExistingConfigMap.name=Bad_Name", "/detector/rulesExistingConfigMap/name"),
+        ("detector.rulesExistingConfigMap.key=a/b", "/detector/rulesExistingConfigMap/key"),
+        ("detector.rules.version=1", "/detector/rules"),
+        ("detector.rulez.x=1", "rulez"),
+        ("sink.rules.version=1", "/sink"),
         ("config.ingest.max_record_bytes=10", "/config/ingest/max_record_bytes"),
         ("config.schema_registry.url=ftp://x", "/config/schema_registry/url"),
         ("config.topics.alerts=bad topic", "/config/topics/alerts"),

@@ -150,6 +150,40 @@ reloads the role directory when its modification time changes).
 {{ toYaml .Values.enricher.roles }}
 {{- end }}
 
+{{/* -------------------------------------------------- detector rules */}}
+
+{{/*
+The detector's rules file (docs/rules.md) is mounted as a directory, like the
+enricher's role directory: no subPath, so the kubelet updates a mounted ConfigMap
+in place and the detector reloads the file when its modification time changes.
+*/}}
+{{- define "scimtrail.detector.rulesDir" -}}
+/etc/scimtrail/rules
+{{- end }}
+
+{{/* Where the rules file comes from: "inline" (detector.rules), "existing" (detector.rulesExistingConfigMap) or "" (none: the built-in default pack, or the detector is disabled). */}}
+{{- define "scimtrail.detector.rulesSource" -}}
+{{- $d := .Values.detector }}
+{{- if $d.enabled }}
+{{- if $d.rules }}inline{{ else if $d.rulesExistingConfigMap.name }}existing{{ end }}
+{{- end }}
+{{- end }}
+
+{{- define "scimtrail.detector.rulesConfigMapName" -}}
+{{- if eq (include "scimtrail.detector.rulesSource" .) "existing" }}
+{{- .Values.detector.rulesExistingConfigMap.name }}
+{{- else }}
+{{- printf "%s-detector-rules" (include "scimtrail.fullname" .) }}
+{{- end }}
+{{- end }}
+
+{{/* The rules file as rendered into <fullname>-detector-rules (its rules.yaml). */}}
+{{- define "scimtrail.detector.rulesYaml" -}}
+# Detection rules of the scimtrail detector (docs/rules.md), rendered by the Helm
+# chart from detector.rules. Reloaded by running detectors when it changes (no restart).
+{{ toYaml .Values.detector.rules }}
+{{- end }}
+
 {{- define "scimtrail.schemaRegistryConfigured" -}}
 {{- if or .Values.schemaRegistryAuth.enabled .Values.config.schema_registry.url }}true{{ end }}
 {{- end }}
@@ -189,6 +223,28 @@ instead of crash-looping.
 {{- end }}
 {{- if and .Values.enricher.roles .Values.enricher.rolesExistingConfigMap.name }}
 {{- fail "set either enricher.roles (an inline role directory) or enricher.rolesExistingConfigMap.name, not both" }}
+{{- end }}
+{{- $cd := $c.detector | default dict }}
+{{- if $cd.rules_file }}
+{{- fail "config.detector.rules_file is set by the chart: give the rules file as detector.rules (inline) or detector.rulesExistingConfigMap (unset both for the built-in default pack)" }}
+{{- end }}
+{{- if and .Values.detector.rules .Values.detector.rulesExistingConfigMap.name }}
+{{- fail "set either detector.rules (an inline rules file) or detector.rulesExistingConfigMap.name, not both" }}
+{{- end }}
+{{- /* What the schema cannot say about detector.rules; the detector checks the rest (conditions, fields, durations) when it loads the file. */}}
+{{- $ids := dict }}
+{{- range $i, $r := (.Values.detector.rules | default dict).rules | default list }}
+{{- $kinds := list }}
+{{- range $k := list "threshold" "error_rate" "policy" "match" "new_value" "schedule" }}
+{{- if hasKey $r $k }}{{ $kinds = append $kinds $k }}{{ end }}
+{{- end }}
+{{- if ne (len $kinds) 1 }}
+{{- fail (printf "detector.rules.rules[%d] (id %q): a rule has exactly one kind section (threshold, error_rate, policy, match, new_value or schedule); found %s" $i $r.id (ternary "none" (join ", " $kinds) (empty $kinds))) }}
+{{- end }}
+{{- if hasKey $ids $r.id }}
+{{- fail (printf "detector.rules.rules[%d] (id %q): duplicate id; rules[%d] has it already" $i $r.id (index $ids $r.id)) }}
+{{- end }}
+{{- $_ := set $ids $r.id $i }}
 {{- end }}
 {{- if and $c.sink.initial_backoff_ms $c.sink.max_backoff_ms }}
 {{- if lt (float64 $c.sink.max_backoff_ms) (float64 $c.sink.initial_backoff_ms) }}
@@ -364,6 +420,9 @@ url = {{ toJson $c.schema_registry.url }}
 {{- if include "scimtrail.enricher.checkpointKeyEnabled" $ }}
 {{- $_ := set $t "checkpoint_key_file" (printf "%s/key.pem" (include "scimtrail.enricher.checkpointKeyDir" $)) }}
 {{- end }}
+{{- end }}
+{{- if and (eq $section "detector") (include "scimtrail.detector.rulesSource" $) }}
+{{- $_ := set $t "rules_file" (printf "%s/rules.yaml" (include "scimtrail.detector.rulesDir" $)) }}
 {{- end }}
 {{- if $t }}
 
@@ -580,6 +639,12 @@ spec:
           readOnly: true
         {{- end }}
         {{- end }}
+        {{- if and (eq $name "detector") (include "scimtrail.detector.rulesSource" $root) }}
+        # A directory, not a subPath: ConfigMap updates reach the pod and are reloaded.
+        - name: rules
+          mountPath: {{ include "scimtrail.detector.rulesDir" $root }}
+          readOnly: true
+        {{- end }}
   volumes:
     - name: config
       configMap:
@@ -627,6 +692,17 @@ spec:
         items:
           - key: {{ $v.enricher.checkpointKey.key }}
             path: key.pem
+    {{- end }}
+    {{- end }}
+    {{- if eq $name "detector" }}
+    {{- $rules := include "scimtrail.detector.rulesSource" $root }}
+    {{- if $rules }}
+    - name: rules
+      configMap:
+        name: {{ include "scimtrail.detector.rulesConfigMapName" $root }}
+        items:
+          - key: {{ ternary $v.detector.rulesExistingConfigMap.key "rules.yaml" (eq $rules "existing") }}
+            path: rules.yaml
     {{- end }}
     {{- end }}
 {{- end }}
