@@ -490,3 +490,133 @@ rules:
         alerts
     );
 }
+
+/// Waits until both detector tasks have committed everything produced so far.
+async fn drained(pipeline: &Pipeline) {
+    let names = &pipeline.names;
+    let by_key = format!("{}.internal.detector-by-key", names.prefix);
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let a =
+            crate::harness::unprocessed(&names.group("detector-repartition"), &names.enriched, 3)
+                .await;
+        let b = crate::harness::unprocessed(&names.group("detector-rules"), &by_key, 3).await;
+        if a == 0 && b == 0 {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "detector did not catch up: {a} enriched and {b} re-keyed records unprocessed"
+        );
+    }
+}
+
+#[tokio::test]
+async fn rule_state_survives_kill_9_without_missed_or_repeated_alerts() {
+    let _serial = SERIAL.lock().await;
+    let rules = r#"
+rules:
+  - id: burst
+    title: Burst
+    severity: high
+    description: More than 5 changes by one principal within 10 minutes.
+    threshold: {more_than: 5, window: 10m}
+  - id: new-ip
+    title: New source IP
+    severity: low
+    description: A principal acting from an IP it has not used within a day.
+    new_value: {field: source.ip, lookback: 1d}
+"#;
+    let file = std::env::temp_dir().join(format!("scimtrail-kill9-{}.yaml", uuid::Uuid::new_v4()));
+    std::fs::write(&file, rules).expect("write rules");
+    let mut pipeline = Pipeline::start_with(
+        "detector-kill9",
+        DETECTOR_ONLY,
+        2,
+        0,
+        vec![
+            (
+                "SCIMTRAIL__DETECTOR__RULES_FILE".into(),
+                file.display().to_string(),
+            ),
+            (
+                "SCIMTRAIL__DETECTOR__ALLOWED_LATENESS_SECS".into(),
+                "0.5".into(),
+            ),
+        ],
+    )
+    .await;
+    let topic = pipeline.names.enriched.clone();
+    let ip = |e: EnrichedAuditEvent, ip: &str| with(e, |e| e.event.source.ip = Some(ip.into()));
+    let change = |i: i64| {
+        ip(
+            ev(
+                &format!("p{i}"),
+                "okta",
+                &format!("u{i}"),
+                "gh",
+                WEDNESDAY + i * S,
+            ),
+            "10.0.0.1",
+        )
+    };
+
+    // Before the crash: 4 changes (under the threshold) from the one IP the
+    // rule learns. Both instances die without a goodbye once that is committed.
+    produce_enriched(&topic, &(0..4).map(change).collect::<Vec<_>>()).await;
+    // The last events wait for the idle watermark; let it pass, then commit.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    drained(&pipeline).await;
+    for s in ["detector-1", "detector-2"] {
+        pipeline.service(s).kill9();
+    }
+    for s in ["detector-1", "detector-2"] {
+        pipeline.service(s).restart();
+    }
+    // After it: 2 more changes cross the threshold only with the 4 before,
+    // and a known IP stays known; a new one alerts. One instance is killed
+    // again in the middle of it.
+    let mut after: Vec<_> = (4..6).map(change).collect();
+    after.push(ip(
+        ev("p-new-ip", "okta", "u9", "gh", WEDNESDAY + 7 * S),
+        "198.51.100.4",
+    ));
+    produce_enriched(&topic, &after).await;
+    pipeline.service("detector-1").kill9();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    pipeline.service("detector-1").restart();
+    let alerts = alerts_of(&pipeline, 2).await;
+    assert_eq!(alerts.len(), 2, "{alerts:#?}");
+    assert_eq!(alerts[0].rule_id, "burst");
+    assert_eq!(
+        alerts[0].evidence_event_ids,
+        ["p0", "p1", "p2", "p3", "p4", "p5"]
+    );
+    assert_eq!(alerts[1].rule_id, "new-ip");
+    assert_eq!(alerts[1].evidence_event_ids, ["p-new-ip"]);
+
+    // Crash once more after the alerts: a 7th change in the window must not
+    // raise the burst again (its events were used up), nor the new IP.
+    drained(&pipeline).await;
+    for s in ["detector-1", "detector-2"] {
+        pipeline.service(s).kill9();
+        pipeline.service(s).restart();
+    }
+    produce_enriched(
+        &topic,
+        &[ip(
+            ev("p7", "okta", "u7", "gh", WEDNESDAY + 8 * S),
+            "198.51.100.4",
+        )],
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    drained(&pipeline).await;
+    let alerts = alerts_of(&pipeline, 2).await;
+    assert_eq!(
+        alerts.len(),
+        2,
+        "an alert was repeated after kill -9: {alerts:#?}"
+    );
+    let _ = std::fs::remove_file(&file);
+}
