@@ -620,3 +620,102 @@ rules:
     );
     let _ = std::fs::remove_file(&file);
 }
+
+/// The value of `scimtrail_detector_rules_reloads_total{result}` on `service`.
+async fn reloads(pipeline: &mut Pipeline, service: &str, result: &str) -> f64 {
+    let text = pipeline.service(service).metrics().await;
+    text.lines()
+        .find(|l| {
+            l.starts_with("scimtrail_detector_rules_reloads_total")
+                && l.contains(&format!("result=\"{result}\""))
+        })
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+        .unwrap_or(0.0)
+}
+
+async fn wait_reloads(pipeline: &mut Pipeline, result: &str, n: f64) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    for s in ["detector-1", "detector-2"] {
+        while reloads(pipeline, s, result).await < n {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{s} did not count {n} {result} reloads"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_changed_rules_file_is_reloaded_and_a_bad_one_rejected_in_running_detectors() {
+    let _serial = SERIAL.lock().await;
+    let rules = |more_than: u32| {
+        format!(
+            r#"
+rules:
+  - id: burst
+    title: Burst
+    severity: high
+    description: Many changes by one principal.
+    threshold: {{more_than: {more_than}, window: 10m}}
+"#
+        )
+    };
+    let file = std::env::temp_dir().join(format!("scimtrail-reload-{}.yaml", uuid::Uuid::new_v4()));
+    std::fs::write(&file, rules(100)).expect("write rules");
+    let mut pipeline = Pipeline::start_with(
+        "detector-reload",
+        DETECTOR_ONLY,
+        2,
+        0,
+        vec![
+            (
+                "SCIMTRAIL__DETECTOR__RULES_FILE".into(),
+                file.display().to_string(),
+            ),
+            ("SCIMTRAIL__DETECTOR__RULES_RELOAD_SECS".into(), "1".into()),
+            (
+                "SCIMTRAIL__DETECTOR__ALLOWED_LATENESS_SECS".into(),
+                "0.5".into(),
+            ),
+        ],
+    )
+    .await;
+    let topic = pipeline.names.enriched.clone();
+    let changes = |who: &str, from: i64| -> Vec<EnrichedAuditEvent> {
+        (0..6)
+            .map(|i| {
+                ev(
+                    &format!("{who}{i}"),
+                    who,
+                    &format!("u{i}"),
+                    "gh",
+                    WEDNESDAY + (from + i) * S,
+                )
+            })
+            .collect()
+    };
+    // Under the first file's threshold: nothing.
+    produce_enriched(&topic, &changes("a", 0)).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    drained(&pipeline).await;
+
+    // A lower threshold, picked up without a restart (the file's mtime
+    // must change: file systems with one-second resolution need the pause).
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    std::fs::write(&file, rules(5)).expect("write rules");
+    wait_reloads(&mut pipeline, "ok", 1.0).await;
+    produce_enriched(&topic, &changes("b", 10)).await;
+    let alerts = alerts_of(&pipeline, 1).await;
+    assert_eq!(key(&alerts[0], "principal.id"), "b", "{alerts:#?}");
+
+    // A broken file is rejected; the running rules stay.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    std::fs::write(&file, rules(5).replace("more_than", "more_then")).expect("write rules");
+    wait_reloads(&mut pipeline, "rejected", 1.0).await;
+    produce_enriched(&topic, &changes("c", 20)).await;
+    let alerts = alerts_of(&pipeline, 2).await;
+    let who: Vec<String> = alerts.iter().map(|a| key(a, "principal.id")).collect();
+    assert_eq!(who, ["b", "c"]);
+    let _ = std::fs::remove_file(&file);
+}

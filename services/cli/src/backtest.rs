@@ -379,12 +379,11 @@ fn read_topic(
                     visit(Read::Done(m.partition()));
                 }
             }
-            Some(Err(KafkaError::PartitionEOF(p))) => {
-                if open.contains(&p) {
-                    open.retain(|x| *x != p);
-                    visit(Read::Done(p));
-                }
+            Some(Err(KafkaError::PartitionEOF(p))) if open.contains(&p) => {
+                open.retain(|x| *x != p);
+                visit(Read::Done(p));
             }
+            Some(Err(KafkaError::PartitionEOF(_))) => {}
             Some(Err(e)) => return Err(e.into()),
         }
     }
