@@ -116,7 +116,7 @@ fn summary(s: &ThresholdSpec, infos: &[&Info], count: u64) -> String {
             alert::list(
                 types
                     .iter()
-                    .map(|t| t.to_ascii_lowercase())
+                    .map(|t| alert::plural(t, 2))
                     .collect::<Vec<_>>()
                     .iter()
                     .map(String::as_str)
