@@ -6,6 +6,7 @@
 //! — no more, no fewer.
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use rdkafka::producer::{FutureProducer, FutureRecord};
@@ -110,6 +111,11 @@ async fn produce_enriched(topic: &str, events: &[EnrichedAuditEvent]) {
     }
 }
 
+/// Alerts in a stable order: by rule, then by crossing time.
+fn by_rule_and_time(a: &Alert, b: &Alert) -> std::cmp::Ordering {
+    (&a.rule_id, a.last_event_time, &a.alert_id).cmp(&(&b.rule_id, b.last_event_time, &b.alert_id))
+}
+
 async fn alerts_of(pipeline: &Pipeline, expected: usize) -> Vec<Alert> {
     let codecs = Codecs::single_object().expect("codecs");
     let records = consume(
@@ -130,14 +136,28 @@ async fn alerts_of(pipeline: &Pipeline, expected: usize) -> Vec<Alert> {
                 .expect("an Alert")
         })
         .collect();
-    alerts.sort_by(|a, b| {
-        (&a.rule_id, a.last_event_time, &a.alert_id).cmp(&(
-            &b.rule_id,
-            b.last_event_time,
-            &b.alert_id,
-        ))
-    });
+    alerts.sort_by(by_rule_and_time);
     alerts
+}
+
+/// Two detectors on the rules `rules` (written to a temporary file, whose
+/// path is returned), with a lateness of 0.5 s and `extra` settings.
+async fn detectors(test: &str, rules: &str, extra: &[(&str, &str)]) -> (Pipeline, PathBuf) {
+    let file = std::env::temp_dir().join(format!("scimtrail-{test}-{}.yaml", uuid::Uuid::new_v4()));
+    std::fs::write(&file, rules).expect("write rules");
+    let mut env = vec![
+        (
+            "SCIMTRAIL__DETECTOR__RULES_FILE".to_string(),
+            file.display().to_string(),
+        ),
+        (
+            "SCIMTRAIL__DETECTOR__ALLOWED_LATENESS_SECS".to_string(),
+            "0.5".to_string(),
+        ),
+    ];
+    env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+    let pipeline = Pipeline::start_with(test, DETECTOR_ONLY, 2, 0, env).await;
+    (pipeline, file)
 }
 
 /// Starts two detectors on `rules`, produces `events`, and returns the
@@ -149,25 +169,7 @@ async fn run(
     expected: usize,
 ) -> Vec<Alert> {
     let _serial = SERIAL.lock().await;
-    let file = std::env::temp_dir().join(format!("scimtrail-{test}-{}.yaml", uuid::Uuid::new_v4()));
-    std::fs::write(&file, rules).expect("write rules");
-    let pipeline = Pipeline::start_with(
-        test,
-        DETECTOR_ONLY,
-        2,
-        0,
-        vec![
-            (
-                "SCIMTRAIL__DETECTOR__RULES_FILE".into(),
-                file.display().to_string(),
-            ),
-            (
-                "SCIMTRAIL__DETECTOR__ALLOWED_LATENESS_SECS".into(),
-                "0.5".into(),
-            ),
-        ],
-    )
-    .await;
+    let (pipeline, file) = detectors(test, rules, &[]).await;
     produce_enriched(&pipeline.names.enriched, events).await;
     let alerts = alerts_of(&pipeline, expected).await;
     let summary: Vec<String> = alerts
@@ -192,13 +194,7 @@ async fn run(
         .lines()
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l}: {e}")))
         .collect();
-    replayed.sort_by(|a, b| {
-        (&a.rule_id, a.last_event_time, &a.alert_id).cmp(&(
-            &b.rule_id,
-            b.last_event_time,
-            &b.alert_id,
-        ))
-    });
+    replayed.sort_by(by_rule_and_time);
     assert_eq!(replayed, alerts, "backtest and detector disagree");
     let _ = std::fs::remove_file(&file);
     alerts
@@ -527,25 +523,7 @@ rules:
     description: A principal acting from an IP it has not used within a day.
     new_value: {field: source.ip, lookback: 1d}
 "#;
-    let file = std::env::temp_dir().join(format!("scimtrail-kill9-{}.yaml", uuid::Uuid::new_v4()));
-    std::fs::write(&file, rules).expect("write rules");
-    let mut pipeline = Pipeline::start_with(
-        "detector-kill9",
-        DETECTOR_ONLY,
-        2,
-        0,
-        vec![
-            (
-                "SCIMTRAIL__DETECTOR__RULES_FILE".into(),
-                file.display().to_string(),
-            ),
-            (
-                "SCIMTRAIL__DETECTOR__ALLOWED_LATENESS_SECS".into(),
-                "0.5".into(),
-            ),
-        ],
-    )
-    .await;
+    let (mut pipeline, file) = detectors("detector-kill9", rules, &[]).await;
     let topic = pipeline.names.enriched.clone();
     let ip = |e: EnrichedAuditEvent, ip: &str| with(e, |e| e.event.source.ip = Some(ip.into()));
     let change = |i: i64| {
@@ -661,24 +639,10 @@ rules:
 "#
         )
     };
-    let file = std::env::temp_dir().join(format!("scimtrail-reload-{}.yaml", uuid::Uuid::new_v4()));
-    std::fs::write(&file, rules(100)).expect("write rules");
-    let mut pipeline = Pipeline::start_with(
+    let (mut pipeline, file) = detectors(
         "detector-reload",
-        DETECTOR_ONLY,
-        2,
-        0,
-        vec![
-            (
-                "SCIMTRAIL__DETECTOR__RULES_FILE".into(),
-                file.display().to_string(),
-            ),
-            ("SCIMTRAIL__DETECTOR__RULES_RELOAD_SECS".into(), "1".into()),
-            (
-                "SCIMTRAIL__DETECTOR__ALLOWED_LATENESS_SECS".into(),
-                "0.5".into(),
-            ),
-        ],
+        &rules(100),
+        &[("SCIMTRAIL__DETECTOR__RULES_RELOAD_SECS", "1")],
     )
     .await;
     let topic = pipeline.names.enriched.clone();

@@ -23,6 +23,7 @@ pub mod config;
 pub mod dlq;
 pub mod kafka;
 pub mod metrics;
+pub mod reload;
 pub mod runner;
 pub mod schema;
 pub mod scim;

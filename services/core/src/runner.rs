@@ -698,13 +698,7 @@ impl<S: Stage> Runner<S> {
             match self.stage.process(&record, &mut out) {
                 Ok(()) => {
                     for o in &out {
-                        match self.send(
-                            &o.topic,
-                            o.key.as_deref(),
-                            o.payload.as_deref(),
-                            o.partition,
-                            o.owned_headers(),
-                        ) {
+                        match self.send_output(o) {
                             Ok(()) => *produced.entry(o.topic.clone()).or_default() += 1,
                             Err(e) if unproducible(&e) => {
                                 self.stage.output_rejected();
@@ -821,13 +815,7 @@ impl<S: Stage> Runner<S> {
         let mut produced: BTreeMap<String, u64> = BTreeMap::new();
         let mut failed = None;
         for o in &out {
-            match self.send(
-                &o.topic,
-                o.key.as_deref(),
-                o.payload.as_deref(),
-                o.partition,
-                o.owned_headers(),
-            ) {
+            match self.send_output(o) {
                 Ok(()) => *produced.entry(o.topic.clone()).or_default() += 1,
                 Err(e) => {
                     failed = Some(("produce", e));
@@ -952,6 +940,16 @@ impl<S: Stage> Runner<S> {
     }
 
     /// Produces one record, waiting (never dropping) while the local queue is full.
+    fn send_output(&self, o: &Output) -> Result<(), KafkaError> {
+        self.send(
+            &o.topic,
+            o.key.as_deref(),
+            o.payload.as_deref(),
+            o.partition,
+            o.owned_headers(),
+        )
+    }
+
     fn send(
         &self,
         topic: &str,

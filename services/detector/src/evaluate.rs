@@ -135,7 +135,7 @@ impl Evaluate {
         metrics: EngineMetrics,
         sources: usize,
     ) -> Self {
-        let (current, generation) = rules.current();
+        let (current, generation) = rules.snapshot();
         let lateness_ms = options.allowed_lateness_ms;
         Evaluate {
             codecs,
@@ -187,7 +187,7 @@ impl Stage for Evaluate {
         out: &mut Vec<Output>,
     ) -> Result<(), StageError> {
         if self.rules.changed_since(self.generation) {
-            let (current, generation) = self.rules.current();
+            let (current, generation) = self.rules.snapshot();
             self.engine.set_rules(current);
             self.generation = generation;
         }

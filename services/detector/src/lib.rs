@@ -78,7 +78,8 @@ pub async fn run(config_file: Option<PathBuf>) -> anyhow::Result<()> {
     if let Some(path) = &cfg.rules_file {
         rules.watch(
             path.clone(),
-            std::time::Duration::from_secs(cfg.rules_reload_secs),
+            reload::watch(std::time::Duration::from_secs(cfg.rules_reload_secs)),
+            rules::RuleSet::load,
             reloads,
             app.shutdown.clone(),
         )?;

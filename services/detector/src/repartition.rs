@@ -33,7 +33,7 @@ pub struct ByKey {
 
 impl ByKey {
     pub fn new(codec: AvroCodec<EnrichedAuditEvent>, output_topic: String, rules: Rules) -> Self {
-        let (current, generation) = rules.current();
+        let (current, generation) = rules.snapshot();
         ByKey {
             codec,
             output_topic,
@@ -61,7 +61,7 @@ impl Stage for ByKey {
         out: &mut Vec<Output>,
     ) -> Result<(), StageError> {
         if self.rules.changed_since(self.generation) {
-            let (current, generation) = self.rules.current();
+            let (current, generation) = self.rules.snapshot();
             self.partitionings = Arc::new(current.partitionings());
             self.generation = generation;
         }

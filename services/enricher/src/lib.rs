@@ -135,10 +135,13 @@ pub async fn run(config_file: Option<PathBuf>) -> anyhow::Result<()> {
         }
         directory.watch(
             path.clone(),
-            std::time::Duration::from_secs(app.config.stage.roles_reload_secs),
+            roles::watch(std::time::Duration::from_secs(
+                app.config.stage.roles_reload_secs,
+            )),
+            roles::Directory::load,
             reloads,
             app.shutdown.clone(),
-        );
+        )?;
         stage = stage.with_roles(directory);
     }
     if let Some(path) = &app.config.stage.checkpoint_key_file {

@@ -18,13 +18,10 @@
 //! as it was: a typo never leaves every principal unknown.
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
-use std::sync::{Arc, RwLock};
-use std::time::{Duration, SystemTime};
+use std::path::Path;
+use std::time::Duration;
 
-use prometheus::IntCounterVec;
 use serde::Deserialize;
-use tokio_util::sync::CancellationToken;
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -66,71 +63,17 @@ impl Directory {
     }
 }
 
-/// The directory in use, swapped whole on reload.
-#[derive(Debug, Clone, Default)]
-pub struct Roles(Arc<RwLock<Arc<Directory>>>);
+/// The directory in use, swapped whole on reload
+/// ([`scimtrail_core::reload`]).
+pub type Roles = scimtrail_core::reload::Reloadable<Directory>;
 
-impl Roles {
-    pub fn new(dir: Directory) -> Self {
-        Roles(Arc::new(RwLock::new(Arc::new(dir))))
+/// How the enricher watches its role directory.
+pub fn watch(every: Duration) -> scimtrail_core::reload::Watch {
+    scimtrail_core::reload::Watch {
+        what: "role directory",
+        every,
+        on_sighup: false,
     }
-
-    pub fn current(&self) -> Arc<Directory> {
-        match self.0.read() {
-            Ok(d) => d.clone(),
-            Err(poisoned) => poisoned.into_inner().clone(),
-        }
-    }
-
-    fn replace(&self, dir: Directory) {
-        match self.0.write() {
-            Ok(mut d) => *d = Arc::new(dir),
-            Err(poisoned) => *poisoned.into_inner() = Arc::new(dir),
-        }
-    }
-
-    /// Re-reads `path` whenever its modification time changes, until
-    /// `shutdown`. `reloads` counts outcomes by `result` (`ok`, `rejected`).
-    pub fn watch(
-        &self,
-        path: PathBuf,
-        every: Duration,
-        reloads: IntCounterVec,
-        shutdown: CancellationToken,
-    ) -> tokio::task::JoinHandle<()> {
-        let roles = self.clone();
-        // The file as loaded at start-up: a change made before the task
-        // first runs is still a change.
-        let mut seen = modified(&path);
-        tokio::spawn(async move {
-            loop {
-                tokio::select! {
-                    _ = shutdown.cancelled() => return,
-                    _ = tokio::time::sleep(every) => {}
-                }
-                let now = modified(&path);
-                if now == seen {
-                    continue;
-                }
-                seen = now;
-                match Directory::load(&path) {
-                    Ok(dir) => {
-                        tracing::info!(message = "role directory reloaded", file = %path.display(), principals = dir.principals.len());
-                        roles.replace(dir);
-                        reloads.with_label_values(&["ok"]).inc();
-                    }
-                    Err(reason) => {
-                        tracing::error!(message = "role directory rejected; the previous one stays in use", %reason);
-                        reloads.with_label_values(&["rejected"]).inc();
-                    }
-                }
-            }
-        })
-    }
-}
-
-fn modified(path: &Path) -> Option<SystemTime> {
-    std::fs::metadata(path).and_then(|m| m.modified()).ok()
 }
 
 #[cfg(test)]
@@ -154,59 +97,18 @@ mod tests {
         assert!(err.contains("principals.okta.roles"), "{err}");
     }
 
-    #[tokio::test]
-    async fn reloads_on_change_and_keeps_the_last_good_directory() {
+    #[test]
+    fn a_file_that_is_not_a_directory_is_rejected_with_its_name() {
         let dir = tempfile::tempdir().expect("tmp");
         let path = dir.path().join("roles.yaml");
-        std::fs::write(&path, "principals: {a: {roles: [auditor]}}\n").expect("write");
-        let roles = Roles::new(Directory::load(&path).expect("load"));
-        let registry = prometheus::Registry::new();
-        let reloads = scimtrail_core::metrics::counter_vec(
-            &registry,
-            "enricher",
-            "roles_reloads_total",
-            "test",
-            &["result"],
-        );
-        let stop = CancellationToken::new();
-        let task = roles.watch(
-            path.clone(),
-            Duration::from_millis(20),
-            reloads.clone(),
-            stop.clone(),
-        );
-        let wait_for = |want: u64, result: &'static str| {
-            let reloads = reloads.clone();
-            async move {
-                for _ in 0..200 {
-                    if reloads.with_label_values(&[result]).get() >= want {
-                        return;
-                    }
-                    tokio::time::sleep(Duration::from_millis(10)).await;
-                }
-                panic!("no {result} reload");
-            }
-        };
-        // Modification times can be coarse: make each write visibly newer.
-        let touch = |text: &str, secs: u64| {
-            std::fs::write(&path, text).expect("write");
-            let f = std::fs::File::options()
-                .write(true)
-                .open(&path)
-                .expect("open");
-            f.set_modified(SystemTime::now() + Duration::from_secs(secs))
-                .expect("mtime");
-        };
-        touch("principals: {a: {roles: [provisioning-admin]}}\n", 10);
-        wait_for(1, "ok").await;
-        assert_eq!(
-            roles.current().lookup("a").map(|e| e.roles[0].clone()),
-            Some("provisioning-admin".into())
-        );
-        touch("principals: [not, a, map]\n", 20);
-        wait_for(1, "rejected").await;
+        std::fs::write(&path, "principals: [not, a, map]\n").expect("write");
+        let err = Directory::load(&path).expect_err("a list is no directory");
+        assert!(err.contains("roles.yaml"), "{err}");
+        // Reloading (scimtrail_core::reload) keeps the directory in use.
+        let roles = Roles::new(Directory::parse("principals: {a: {}}").expect("parses"));
+        let reloads = prometheus::IntCounterVec::new(prometheus::Opts::new("r", "r"), &["result"])
+            .expect("metric");
+        assert!(!roles.reload(&path, "role directory", Directory::load, &reloads));
         assert!(roles.current().lookup("a").is_some());
-        stop.cancel();
-        task.await.expect("task");
     }
 }
