@@ -13,11 +13,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::error::KafkaError;
-use rdkafka::{Message, Offset, TopicPartitionList};
 use serde_json::Value;
 
+use crate::scan::Scan;
 use scimtrail_core::config::CommonConfig;
 use scimtrail_core::schema::avro::Codecs;
 use scimtrail_core::schema::{Alert, EnrichedAuditEvent, Framing};
@@ -224,17 +222,19 @@ pub async fn run(common: Option<&CommonConfig>, args: BacktestArgs) -> anyhow::R
             let common = common.clone();
             let pb = progress.clone();
             bt = tokio::task::spawn_blocking(move || {
-                read_topic(&common, &codecs, args.from, &mut |read| match read {
-                    Read::Sources(n) => bt.expected = n,
-                    Read::Event(e) => {
-                        if in_range(e) {
-                            bt.feed(e);
-                            pb.inc(1);
+                crate::scan::enriched_topic(&common, &codecs, args.from, "backtest", &mut |s| {
+                    match s {
+                        Scan::Partitions(n) => bt.expected = n,
+                        Scan::Event(e) => {
+                            if in_range(e) {
+                                bt.feed(e);
+                                pb.inc(1);
+                            }
                         }
+                        Scan::Done(p) => bt.source_done(p),
                     }
-                    Read::Done(p) => bt.source_done(p),
                 })
-                .map(|()| bt)
+                .map(|_| bt)
             })
             .await??;
         }
@@ -304,88 +304,4 @@ pub fn parse_export_line(line: &str) -> anyhow::Result<EnrichedAuditEvent> {
         v
     };
     Ok(serde_json::from_value(inner)?)
-}
-
-/// What reading the topic reports, in order: the number of partitions with
-/// records, then their events, each partition's end as it is reached.
-enum Read<'a> {
-    Sources(usize),
-    Event(&'a EnrichedAuditEvent),
-    Done(i32),
-}
-
-fn read_topic(
-    common: &CommonConfig,
-    codecs: &Codecs,
-    from: Option<chrono::DateTime<chrono::Utc>>,
-    visit: &mut dyn FnMut(Read<'_>),
-) -> anyhow::Result<()> {
-    let topic = &common.topics.enriched;
-    let consumer: BaseConsumer = scimtrail_core::kafka::consumer_config(
-        &common.kafka,
-        &format!("scimtrail-backtest-{}", uuid::Uuid::new_v4()),
-        &[
-            ("enable.auto.commit", "false"),
-            ("isolation.level", "read_committed"),
-            ("enable.partition.eof", "true"),
-        ],
-    )?
-    .create()?;
-    let timeout = Duration::from_millis(common.kafka.operation_timeout_ms);
-    let partitions =
-        scimtrail_core::kafka::partition_counts(&common.kafka, std::slice::from_ref(topic))?
-            .get(topic)
-            .copied()
-            .unwrap_or(0);
-    let mut tpl = TopicPartitionList::new();
-    let mut ends = BTreeMap::new();
-    for p in 0..partitions {
-        let (low, high) = consumer.fetch_watermarks(topic, p, timeout)?;
-        if high > low {
-            ends.insert(p, high);
-            let start = match from {
-                Some(t) => Offset::Offset(t.timestamp_millis()),
-                None => Offset::Beginning,
-            };
-            tpl.add_partition_offset(topic, p, start)?;
-        }
-    }
-    if from.is_some() {
-        tpl = consumer.offsets_for_times(tpl, timeout)?;
-    }
-    consumer.assign(&tpl)?;
-    let mut open: Vec<i32> = ends.keys().copied().collect();
-    visit(Read::Sources(open.len()));
-    let mut idle = Instant::now();
-    while !open.is_empty() {
-        match consumer.poll(Duration::from_millis(500)) {
-            None if idle.elapsed() > timeout => {
-                anyhow::bail!(
-                    "{topic}: no data for {timeout:?} before the end of partitions {open:?}"
-                )
-            }
-            None => {}
-            Some(Ok(m)) => {
-                idle = Instant::now();
-                if let Some(e) = m.payload().and_then(|p| codecs.enriched.decode(p).ok()) {
-                    visit(Read::Event(&e));
-                }
-                if open.contains(&m.partition())
-                    && ends
-                        .get(&m.partition())
-                        .is_some_and(|end| m.offset() + 1 >= *end)
-                {
-                    open.retain(|p| *p != m.partition());
-                    visit(Read::Done(m.partition()));
-                }
-            }
-            Some(Err(KafkaError::PartitionEOF(p))) if open.contains(&p) => {
-                open.retain(|x| *x != p);
-                visit(Read::Done(p));
-            }
-            Some(Err(KafkaError::PartitionEOF(_))) => {}
-            Some(Err(e)) => return Err(e.into()),
-        }
-    }
-    Ok(())
 }

@@ -14,6 +14,7 @@
 mod backtest;
 mod gen;
 mod receive;
+mod scan;
 mod tail;
 mod topics;
 mod trace;

@@ -10,13 +10,9 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::error::KafkaError;
-use rdkafka::{Message, Offset, TopicPartitionList};
 use serde_json::json;
 
 use scimtrail_core::config::CommonConfig;
-use scimtrail_core::kafka::EndOfPartitionIsNotAnError;
 use scimtrail_core::schema::avro::Codecs;
 use scimtrail_core::schema::{EnrichedAuditEvent, Framing};
 
@@ -209,71 +205,12 @@ fn scan(
     args: &TraceArgs,
 ) -> anyhow::Result<(Vec<Step>, u64, Duration)> {
     let started = Instant::now();
-    let topic = &common.topics.enriched;
-    let consumer: BaseConsumer<EndOfPartitionIsNotAnError> =
-        scimtrail_core::kafka::consumer_config(
-            &common.kafka,
-            &format!("scimtrail-trace-{}", uuid::Uuid::new_v4()),
-            &[
-                ("enable.auto.commit", "false"),
-                ("isolation.level", "read_committed"),
-                ("enable.partition.eof", "true"),
-            ],
-        )?
-        .create_with_context(EndOfPartitionIsNotAnError)?;
-    let timeout = Duration::from_millis(common.kafka.operation_timeout_ms);
-    let partitions =
-        scimtrail_core::kafka::partition_counts(&common.kafka, std::slice::from_ref(topic))?
-            .get(topic)
-            .copied()
-            .unwrap_or(0);
-    let mut tpl = TopicPartitionList::new();
-    let mut ends: HashMap<i32, i64> = HashMap::new();
-    for p in 0..partitions {
-        let (low, high) = consumer.fetch_watermarks(topic, p, timeout)?;
-        if high > low {
-            ends.insert(p, high);
-            tpl.add_partition_offset(topic, p, Offset::Beginning)?;
-        }
-    }
-    if let Some(from) = args.from {
-        let mut times = TopicPartitionList::new();
-        for p in ends.keys() {
-            times.add_partition_offset(topic, *p, Offset::Offset(from.timestamp_millis()))?;
-        }
-        tpl = consumer.offsets_for_times(times, timeout)?;
-    }
-    consumer.assign(&tpl)?;
-    let mut open: Vec<i32> = ends.keys().copied().collect();
     let mut found = Collector::default();
-    let mut scanned = 0u64;
-    let mut idle = Instant::now();
-    while !open.is_empty() {
-        match consumer.poll(Duration::from_millis(500)) {
-            None => {
-                if idle.elapsed() > timeout {
-                    anyhow::bail!(
-                        "{topic}: no data for {timeout:?} before the end of partitions {open:?}"
-                    );
-                }
-            }
-            Some(Ok(m)) => {
-                idle = Instant::now();
-                scanned += 1;
-                if let Some(e) = m.payload().and_then(|p| codecs.enriched.decode(p).ok()) {
-                    found.add(&e, args);
-                }
-                if ends
-                    .get(&m.partition())
-                    .is_some_and(|end| m.offset() + 1 >= *end)
-                {
-                    open.retain(|p| *p != m.partition());
-                }
-            }
-            Some(Err(KafkaError::PartitionEOF(p))) => open.retain(|x| *x != p),
-            Some(Err(e)) => return Err(e.into()),
+    let scanned = crate::scan::enriched_topic(common, codecs, args.from, "trace", &mut |s| {
+        if let crate::scan::Scan::Event(e) = s {
+            found.add(e, args);
         }
-    }
+    })?;
     Ok((found.finish(), scanned, started.elapsed()))
 }
 
