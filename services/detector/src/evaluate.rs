@@ -170,12 +170,6 @@ impl Evaluate {
                 bytes,
             ));
         }
-        for (key, state) in self.engine.take_changes() {
-            out.push(match state {
-                Some(bytes) => Output::keyed(self.changelog_topic.clone(), key, bytes),
-                None => Output::tombstone(self.changelog_topic.clone(), key),
-            });
-        }
         Ok(())
     }
 }
@@ -250,6 +244,17 @@ impl Stage for Evaluate {
         }
         if let Err(e) = self.emit(alerts, out) {
             tracing::error!(message = "alerts of an idle partition could not be encoded", error = ?e);
+        }
+    }
+
+    /// The changed keys' state, once per transaction: a key that many
+    /// records of the batch changed is written once, not once per record.
+    fn before_commit(&mut self, out: &mut Vec<Output>) {
+        for (key, state) in self.engine.take_changes() {
+            out.push(match state {
+                Some(bytes) => Output::keyed(self.changelog_topic.clone(), key, bytes),
+                None => Output::tombstone(self.changelog_topic.clone(), key),
+            });
         }
     }
 

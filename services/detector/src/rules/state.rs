@@ -20,6 +20,11 @@ use scimtrail_core::schema::{AuditAction, EnrichedAuditEvent, EventFlag};
 use super::config::Rule;
 
 pub(crate) const WIRE_VERSION: u8 = 1;
+/// The same JSON, zstd-compressed: used for entries larger than
+/// [`COMPRESS_ABOVE`] (busy keys hold thousands of window entries, whose
+/// JSON repeats itself).
+pub(crate) const WIRE_VERSION_ZSTD: u8 = 2;
+const COMPRESS_ABOVE: usize = 512;
 
 /// Bits of [`Info::bits`].
 pub(crate) mod bits {
@@ -504,6 +509,14 @@ pub(crate) fn encode(state: &KeyState, rules: &[Rule]) -> Vec<u8> {
     if serde_json::to_writer(&mut out, &wire).is_err() {
         out.truncate(1);
     }
+    if out.len() > COMPRESS_ABOVE {
+        if let Ok(packed) = zstd::bulk::compress(&out[1..], 1) {
+            let mut z = Vec::with_capacity(packed.len() + 1);
+            z.push(WIRE_VERSION_ZSTD);
+            z.extend_from_slice(&packed);
+            return z;
+        }
+    }
     out
 }
 
@@ -514,14 +527,23 @@ pub(crate) fn decode(
     rules: &[Rule],
     strings: &mut Interner,
 ) -> Result<KeyState, String> {
-    let (&version, json) = bytes
+    let (&version, body) = bytes
         .split_first()
         .ok_or_else(|| "empty state".to_string())?;
-    if version != WIRE_VERSION {
-        return Err(format!(
-            "state format version {version} is not known to this scimtrail (it reads {WIRE_VERSION})"
-        ));
-    }
+    let unpacked;
+    let json = match version {
+        WIRE_VERSION => body,
+        WIRE_VERSION_ZSTD => {
+            unpacked = zstd::stream::decode_all(body)
+                .map_err(|e| format!("unreadable compressed state: {e}"))?;
+            &unpacked[..]
+        }
+        _ => {
+            return Err(format!(
+                "state format version {version} is not known to this scimtrail (it reads {WIRE_VERSION} and {WIRE_VERSION_ZSTD})"
+            ))
+        }
+    };
     let wire: WireKey =
         serde_json::from_slice(json).map_err(|e| format!("unreadable state: {e}"))?;
     let index = |id: &str, fp: u64| -> Option<u32> {

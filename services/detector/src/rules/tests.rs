@@ -847,6 +847,29 @@ fn state_entries_round_trip_and_are_versioned() {
 }
 
 #[test]
+fn large_state_entries_are_compressed_and_restore_to_the_same_alerts() {
+    // A window that fills for a while before it crosses.
+    let yaml = BURST.replace("more_than: 3", "more_than: 250");
+    assert_ne!(yaml, BURST);
+    let times: Vec<i64> = (0..300).map(|i| i / 10).collect();
+    let events = patches("e", "p", &times);
+    let whole = feed(&mut engine_with(&yaml, 60_000).0, &events);
+    assert_eq!(whole.len(), 1);
+    let (mut first, _) = engine_with(&yaml, 60_000);
+    let mut split = feed(&mut first, &events[..200]);
+    let changes = first.take_changes();
+    let (k, bytes) = changes
+        .iter()
+        .find_map(|(k, v)| v.as_ref().map(|b| (k.clone(), b.clone())))
+        .expect("an entry");
+    assert_eq!(bytes[0], 2, "a busy key's entry is zstd-compressed");
+    let (mut second, _) = engine_with(&yaml, 60_000);
+    second.restore(0, &k, &bytes).unwrap_or_else(|e| panic!("{e}"));
+    split.extend(feed(&mut second, &events[200..]));
+    assert_eq!(split, whole);
+}
+
+#[test]
 fn no_changes_are_reported_twice_and_deleted_keys_become_tombstones() {
     let mut e = engine(BURST);
     feed(&mut e, &patches("e", "p", &[0]));
