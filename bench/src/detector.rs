@@ -172,9 +172,12 @@ struct Figures {
     /// Alerts the default pack raised over the throughput input.
     alerts_raised: Option<u64>,
     /// The best p99 over the complete latency runs with the default pack
-    /// (what ships; the goal's figure), and which setting gave it.
+    /// (what ships; the goal's figure), and which setting gave it. With no
+    /// complete run, the best over the incomplete ones, which is then a
+    /// lower bound (`latency_p99_is_lower_bound`).
     latency_p99_ms_best: Option<f64>,
     latency_best_setting: Option<String>,
+    latency_p99_is_lower_bound: bool,
     /// The same over the runs with the probe rule alone: what the two hops
     /// cost with almost no rule work.
     latency_p99_ms_best_probe_only: Option<f64>,
@@ -462,15 +465,18 @@ pub fn run(args: DetectorArgs) -> anyhow::Result<()> {
         _ => None,
     };
     let throughput_pass = ratio.is_some_and(|r| GOAL.met_by(r));
-    let best_of = |rules: latency::RulesChoice| {
+    let best_of = |rules: latency::RulesChoice, complete: bool| {
         runs.iter()
-            .filter(|r| r.setting.rules == rules && r.complete && r.alerts.count > 0)
+            .filter(|r| r.setting.rules == rules && r.complete == complete && r.alerts.count > 0)
             .min_by(|a, b| a.alerts.p99_ms.total_cmp(&b.alerts.p99_ms))
     };
-    let best = best_of(latency::RulesChoice::DefaultPack);
-    let best_probe = best_of(latency::RulesChoice::Probe);
+    let complete_best = best_of(latency::RulesChoice::DefaultPack, true);
+    let latency_p99_is_lower_bound = complete_best.is_none();
+    let best = complete_best.or_else(|| best_of(latency::RulesChoice::DefaultPack, false));
+    let best_probe = best_of(latency::RulesChoice::Probe, true);
     let latency_best = best.map(|r| r.alerts.p99_ms);
-    let latency_pass = latency_best.is_some_and(|p| latency::GOAL.met_by(p));
+    let latency_pass =
+        !latency_p99_is_lower_bound && latency_best.is_some_and(|p| latency::GOAL.met_by(p));
     if let (Some(b), Some(d), Some(r)) = (&b1, &detector, ratio) {
         eprintln!(
             "bench: B1 {:.0} events/s, detector {:.0} events/s, ratio {r:.3} (goal >= {}): {}; {} alerts",
@@ -500,6 +506,7 @@ pub fn run(args: DetectorArgs) -> anyhow::Result<()> {
         alerts_raised: detector.as_ref().map(|d| d.alerts_by_rule.values().sum()),
         latency_p99_ms_best: latency_best,
         latency_best_setting: best.map(|r| r.label.clone()),
+        latency_p99_is_lower_bound,
         latency_p99_ms_best_probe_only: best_probe.map(|r| r.alerts.p99_ms),
         latency_best_setting_probe_only: best_probe.map(|r| r.label.clone()),
         input,

@@ -430,6 +430,9 @@ pub struct LatencyRun {
     pub repartition: Hop,
     pub rules: Hop,
     pub backlog_at_window_end: Backlog,
+    /// Records each task sent to the dead-letter topic over the whole run
+    /// (the window's are in `repartition` and `rules`).
+    pub dead_letters_whole_run: BTreeMap<String, u64>,
     /// The window in slices of [`SLICE`].
     pub timeline: Vec<Slice>,
     pub cpu: CpuUse,
@@ -663,6 +666,8 @@ pub fn run(
     }
     let drain_seconds = sent_end.elapsed().as_secs_f64();
     let loadavg_after = host::loadavg();
+    let dead_letters =
+        BTreeMap::from([REPARTITION, RULES].map(|t| (t.to_string(), detector.dead_letters(t))));
     let shutdown_seconds = detector.stop(rt)?;
     stop.store(true, Ordering::Relaxed);
     let seen = observer
@@ -767,6 +772,7 @@ pub fn run(
                 .by_key_written
                 .saturating_sub(window_end.rules.records),
         },
+        dead_letters_whole_run: dead_letters,
         timeline,
         cpu: window_start.cpu.until(&window_end.cpu, window_seconds),
         loadavg_before,
