@@ -12,9 +12,9 @@
 //! the ingest service's own transaction.
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Lines};
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::{Child, ChildStdout, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -27,7 +27,7 @@ use serde::Serialize;
 
 use scimtrail_core::config::KafkaConfig;
 use scimtrail_core::schema::avro::Codecs;
-use scimtrail_core::schema::Outcome;
+use scimtrail_core::schema::{AuditEvent, Outcome};
 use scimtrail_ingest::IngestConfig;
 
 use crate::progress::Progress;
@@ -61,7 +61,7 @@ pub struct CorpusStats {
 
 /// Counts failed deliveries; the first error is kept for the message.
 #[derive(Default)]
-struct Deliveries {
+pub struct Deliveries {
     failed: AtomicU64,
     first_error: Mutex<Option<String>>,
 }
@@ -81,70 +81,96 @@ impl ProducerContext for Deliveries {
     }
 }
 
-/// Generates `events` exchanges with `gen_bin gen --stdout`, normalizes them
-/// and produces the events to `topic`, waiting until all are acknowledged.
-pub fn produce(
-    kafka: &KafkaConfig,
-    topic: &str,
-    gen_bin: &Path,
-    events: u64,
-    seed: u64,
-) -> anyhow::Result<CorpusStats> {
-    let started = Instant::now();
-    let codecs = Codecs::single_object()?;
-    let ingest = IngestConfig::default();
-    let producer: BaseProducer<Deliveries> = scimtrail_core::kafka::producer_config(kafka)?
-        // Bulk loading: bigger batches than the services' latency-minded 5 ms.
-        .set("linger.ms", "50")
-        .create_with_context(Deliveries::default())?;
+/// The generator's exchanges, each normalized by ingest's own `normalize`:
+/// the `AuditEvent`s ingest would produce, one at a time.
+pub struct Normalized {
+    child: Child,
+    lines: Lines<BufReader<ChildStdout>>,
+    ingest: IngestConfig,
+    now_ms: i64,
+    /// Raw exchanges read so far.
+    pub exchanges: u64,
+    /// Exchanges that normalize to nothing or are rejected by ingest.
+    pub skipped: u64,
+}
 
-    let mut child = Command::new(gen_bin)
-        .args(["gen", "--stdout", "--start", GEN_START, "--step-ms", "1000"])
-        .args(["--count", &events.to_string(), "--seed", &seed.to_string()])
-        // --stdout still paces records at --rate: as fast as possible.
-        .args(["--rate", "1000000000"])
-        .stdout(Stdio::piped())
-        .stdin(Stdio::null())
-        .spawn()
-        .map_err(|e| {
-            anyhow::anyhow!(
-                "cannot run the traffic generator {}: {e} (build it with `cargo build --release -p scimtrail-cli`, or pass --gen-bin)",
-                gen_bin.display()
-            )
-        })?;
-    let stdout = child
-        .stdout
-        .take()
-        .ok_or_else(|| anyhow::anyhow!("the generator's stdout is not piped"))?;
+impl Normalized {
+    /// Starts `gen_bin gen --stdout` for `count` exchanges of seed `seed`.
+    pub fn spawn(gen_bin: &Path, count: u64, seed: u64) -> anyhow::Result<Self> {
+        let mut child = Command::new(gen_bin)
+            .args(["gen", "--stdout", "--start", GEN_START, "--step-ms", "1000"])
+            .args(["--count", &count.to_string(), "--seed", &seed.to_string()])
+            // --stdout still paces records at --rate: as fast as possible.
+            .args(["--rate", "1000000000"])
+            .stdout(Stdio::piped())
+            .stdin(Stdio::null())
+            .spawn()
+            .map_err(|e| {
+                anyhow::anyhow!(
+                    "cannot run the traffic generator {}: {e} (build it with `cargo build --release -p scimtrail-cli`, or pass --gen-bin)",
+                    gen_bin.display()
+                )
+            })?;
+        let stdout = child
+            .stdout
+            .take()
+            .ok_or_else(|| anyhow::anyhow!("the generator's stdout is not piped"))?;
+        Ok(Normalized {
+            child,
+            lines: BufReader::new(stdout).lines(),
+            ingest: IngestConfig::default(),
+            now_ms: chrono::Utc::now().timestamp_millis(),
+            exchanges: 0,
+            skipped: 0,
+        })
+    }
 
-    let mut stats = CorpusStats {
-        payload_bytes_min: u64::MAX,
-        ..CorpusStats::default()
-    };
-    let mut progress = Progress::new("input", "events produced", events);
-    let now_ms = chrono::Utc::now().timestamp_millis();
-    for line in BufReader::new(stdout).lines() {
-        let line = line.map_err(|e| anyhow::anyhow!("reading the generator's output: {e}"))?;
-        if line.trim().is_empty() {
-            continue;
-        }
-        stats.exchanges += 1;
-        let event = match scimtrail_ingest::normalize::normalize(&ingest, line.as_bytes(), now_ms) {
-            Ok(Some(event)) => event,
-            Ok(None) | Err(_) => {
-                stats.skipped += 1;
+    /// The next event, or `None` at the end of the generator's output.
+    pub fn next_event(&mut self) -> anyhow::Result<Option<AuditEvent>> {
+        for line in self.lines.by_ref() {
+            let line = line.map_err(|e| anyhow::anyhow!("reading the generator's output: {e}"))?;
+            if line.trim().is_empty() {
                 continue;
             }
-        };
-        let payload = codecs.audit_event.encode(&event)?;
-        let key = event.partition_key();
-        send(&producer, topic, &key, &payload)?;
-        let len = payload.len() as u64;
-        stats.events += 1;
-        stats.payload_bytes_total += len;
-        stats.payload_bytes_min = stats.payload_bytes_min.min(len);
-        stats.payload_bytes_max = stats.payload_bytes_max.max(len);
-        *stats
+            self.exchanges += 1;
+            match scimtrail_ingest::normalize::normalize(&self.ingest, line.as_bytes(), self.now_ms)
+            {
+                Ok(Some(event)) => return Ok(Some(event)),
+                Ok(None) | Err(_) => self.skipped += 1,
+            }
+        }
+        Ok(None)
+    }
+
+    /// Waits for the generator to exit; an error if it failed.
+    pub fn finish(mut self) -> anyhow::Result<()> {
+        let status = self
+            .child
+            .wait()
+            .map_err(|e| anyhow::anyhow!("waiting for the generator: {e}"))?;
+        if !status.success() {
+            anyhow::bail!("the traffic generator failed: {status}");
+        }
+        Ok(())
+    }
+}
+
+impl CorpusStats {
+    /// A fresh count (the minimum starts high, so the first event sets it).
+    pub fn new() -> Self {
+        CorpusStats {
+            payload_bytes_min: u64::MAX,
+            ..CorpusStats::default()
+        }
+    }
+
+    /// Counts one produced event whose payload has `len` bytes.
+    pub fn add(&mut self, event: &AuditEvent, len: u64) {
+        self.events += 1;
+        self.payload_bytes_total += len;
+        self.payload_bytes_min = self.payload_bytes_min.min(len);
+        self.payload_bytes_max = self.payload_bytes_max.max(len);
+        *self
             .by_action
             .entry(event.action.as_str().to_string())
             .or_default() += 1;
@@ -153,19 +179,36 @@ pub fn produce(
             Outcome::Failure => "FAILURE",
             Outcome::Unknown => "UNKNOWN",
         };
-        *stats.by_outcome.entry(outcome.to_string()).or_default() += 1;
-        *stats
+        *self.by_outcome.entry(outcome.to_string()).or_default() += 1;
+        *self
             .by_resource_type
             .entry(event.resource.kind.clone())
             .or_default() += 1;
-        progress.update(stats.events);
     }
-    let status = child
-        .wait()
-        .map_err(|e| anyhow::anyhow!("waiting for the generator: {e}"))?;
-    if !status.success() {
-        anyhow::bail!("the traffic generator failed: {status}");
+
+    /// Closes the count: the average, the generator's counts and the time.
+    pub fn finish(&mut self, traffic: &Normalized, started: Instant) -> anyhow::Result<()> {
+        if self.events == 0 {
+            anyhow::bail!("the generator produced no events");
+        }
+        self.exchanges = traffic.exchanges;
+        self.skipped = traffic.skipped;
+        self.payload_bytes_avg = self.payload_bytes_total as f64 / self.events as f64;
+        self.seconds = started.elapsed().as_secs_f64();
+        Ok(())
     }
+}
+
+/// A producer for loading an input topic: bigger batches than the services'
+/// latency-minded 5 ms, and failed deliveries counted.
+pub fn bulk_producer(kafka: &KafkaConfig) -> anyhow::Result<BaseProducer<Deliveries>> {
+    Ok(scimtrail_core::kafka::producer_config(kafka)?
+        .set("linger.ms", "50")
+        .create_with_context(Deliveries::default())?)
+}
+
+/// Waits until everything sent is acknowledged; an error if anything failed.
+pub fn flush(producer: &BaseProducer<Deliveries>) -> anyhow::Result<()> {
     producer
         .flush(Duration::from_secs(120))
         .map_err(|e| anyhow::anyhow!("flushing the input: {e}"))?;
@@ -180,23 +223,51 @@ pub fn produce(
             .unwrap_or_default();
         anyhow::bail!("{failed} input events were not delivered; first error: {first}");
     }
-    progress.finish(stats.events);
-    if stats.events == 0 {
-        anyhow::bail!("the generator produced no events");
+    Ok(())
+}
+
+/// Generates `events` exchanges with `gen_bin gen --stdout`, normalizes them
+/// and produces the events to `topic`, waiting until all are acknowledged.
+pub fn produce(
+    kafka: &KafkaConfig,
+    topic: &str,
+    gen_bin: &Path,
+    events: u64,
+    seed: u64,
+) -> anyhow::Result<CorpusStats> {
+    let started = Instant::now();
+    let codecs = Codecs::single_object()?;
+    let producer = bulk_producer(kafka)?;
+    let mut traffic = Normalized::spawn(gen_bin, events, seed)?;
+    let mut stats = CorpusStats::new();
+    let mut progress = Progress::new("input", "events produced", events);
+    while let Some(event) = traffic.next_event()? {
+        let payload = codecs.audit_event.encode(&event)?;
+        let key = event.partition_key();
+        send(&producer, topic, &key, None, &payload)?;
+        stats.add(&event, payload.len() as u64);
+        progress.update(stats.events);
     }
-    stats.payload_bytes_avg = stats.payload_bytes_total as f64 / stats.events as f64;
-    stats.seconds = started.elapsed().as_secs_f64();
+    flush(&producer)?;
+    progress.finish(stats.events);
+    stats.finish(&traffic, started)?;
+    traffic.finish()?;
     Ok(stats)
 }
 
 /// Enqueues one record, serving delivery reports while the queue is full.
-fn send(
+/// `partition`: `None` leaves it to the partitioner (murmur2 of the key).
+pub fn send(
     producer: &BaseProducer<Deliveries>,
     topic: &str,
     key: &str,
+    partition: Option<i32>,
     payload: &[u8],
 ) -> anyhow::Result<()> {
     let mut record = BaseRecord::to(topic).key(key).payload(payload);
+    if let Some(p) = partition {
+        record = record.partition(p);
+    }
     loop {
         match producer.send(record) {
             Ok(()) => break,

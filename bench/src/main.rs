@@ -1,10 +1,14 @@
-//! `scimtrail-bench`: reproducible benchmarks of the enricher.
+//! `scimtrail-bench`: reproducible benchmarks of the enricher and the
+//! detector.
 //!
 //! - `enricher`: sustained events/s of the enricher stage in the exactly-once
 //!   runner on a real broker, against a passthrough baseline (B1) run by the
 //!   same runner on the same input ([`throughput`]);
 //! - `enricher-state`: resident memory per resource of the enricher's state,
-//!   without Kafka ([`state`]).
+//!   without Kafka ([`state`]);
+//! - `detector`: events/s of the detector's two tasks with the default rule
+//!   pack against the same baseline, and its alert latency at a paced rate
+//!   ([`detector`], [`latency`]).
 //!
 //! Each writes a JSON result file (figures, goal, verdict, parameters, git
 //! commit, machine, Kafka version) to `bench/results/`; see bench/README.md.
@@ -12,13 +16,18 @@
 //! the result file says pass or fail.
 
 mod corpus;
+mod detector;
+mod detector_tasks;
+mod enriched;
 mod host;
+mod latency;
 mod metrics;
 mod progress;
 mod report;
 mod stages;
 mod state;
 mod throughput;
+mod txn_probe;
 mod users;
 
 use clap::{Parser, Subcommand};
@@ -33,7 +42,7 @@ pub const BUILD_PROFILE: &str = "release";
 #[command(
     name = "scimtrail-bench",
     version,
-    about = "Benchmarks of the scimtrail enricher"
+    about = "Benchmarks of the scimtrail enricher and detector"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -46,6 +55,8 @@ enum Command {
     Enricher(throughput::EnricherArgs),
     /// Resident memory per resource of the enricher's state (no Kafka).
     EnricherState(state::StateArgs),
+    /// Detector events/s (default pack) against the passthrough baseline, and alert latency at 1,000 events/s (needs Kafka).
+    Detector(detector::DetectorArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -62,5 +73,6 @@ fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Enricher(args) => throughput::run(args),
         Command::EnricherState(args) => state::run(args),
+        Command::Detector(args) => detector::run(args),
     }
 }

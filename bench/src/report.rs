@@ -30,13 +30,27 @@ impl Goal {
     }
 }
 
+/// A further goal of a benchmark with more than one, with its figure and
+/// verdict.
+#[derive(Debug, Clone, Serialize)]
+pub struct Verdict {
+    pub goal: Goal,
+    /// `None` when the figure was not measured (the goal is then not met).
+    pub value: Option<f64>,
+    pub pass: bool,
+}
+
 #[derive(Debug, Serialize)]
 pub struct Report<P: Serialize, F: Serialize> {
     pub benchmark: &'static str,
     pub started_at: DateTime<Utc>,
     pub finished_at: DateTime<Utc>,
     pub goal: Goal,
+    /// Every goal met: `goal` and each of `other_goals`.
     pub pass: bool,
+    /// Goals besides `goal`, each with its own figure and verdict.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub other_goals: Vec<Verdict>,
     pub parameters: P,
     pub figures: F,
     pub code: Code,

@@ -78,8 +78,9 @@ impl StageClock {
 }
 
 /// `S`, with the time spent in `process` and `resume` counted in a
-/// [`StageClock`]. Every other hook is passed through untouched, so the
-/// stage behaves exactly as it does in its service; the clock costs two
+/// [`StageClock`]. Every other hook (`idle` included: the detector's rules
+/// stage emits alerts there) is passed through untouched, so the stage
+/// behaves exactly as it does in its service; the clock costs two
 /// `Instant::now()` per record (tens of nanoseconds).
 pub struct Timed<S> {
     inner: S,
@@ -162,6 +163,10 @@ impl<S: Stage> Stage for Timed<S> {
     fn partitions_revoked(&mut self, partitions: &[(String, i32)]) {
         self.inner.partitions_revoked(partitions);
     }
+
+    fn idle(&mut self, out: &mut Vec<Output>) {
+        self.inner.idle(out);
+    }
 }
 
 #[cfg(test)]
@@ -196,6 +201,27 @@ mod tests {
                 headers: Vec::new(),
             }]
         );
+    }
+
+    /// Emits one record from `idle`, as the detector's rules stage does.
+    struct Idler;
+
+    impl Stage for Idler {
+        fn process(&mut self, _: &InputRecord<'_>, _: &mut Vec<Output>) -> Result<(), StageError> {
+            Ok(())
+        }
+
+        fn idle(&mut self, out: &mut Vec<Output>) {
+            out.push(Output::keyed("alerts", "k", b"late alert".to_vec()));
+        }
+    }
+
+    #[test]
+    fn timed_passes_idle_through() {
+        let (mut stage, _) = Timed::new(Idler);
+        let mut out = Vec::new();
+        stage.idle(&mut out);
+        assert_eq!(out.len(), 1);
     }
 
     #[test]

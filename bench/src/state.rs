@@ -255,6 +255,7 @@ pub fn run(args: StateArgs) -> anyhow::Result<()> {
         finished_at: chrono::Utc::now(),
         goal: GOAL,
         pass,
+        other_goals: Vec::new(),
         parameters: Parameters {
             resources: args.resources,
             seed: args.seed,

@@ -49,7 +49,7 @@ use crate::stages::{Passthrough, StageTimes, Timed};
 
 /// How often the committed offsets are read: the resolution of the start and
 /// end of each measurement (an error of at most this on each side).
-const POLL: Duration = Duration::from_millis(20);
+pub const POLL: Duration = Duration::from_millis(20);
 
 pub const GOAL: Goal = Goal {
     metric: "ratio",
@@ -146,7 +146,7 @@ struct Figures {
 
 /// One measured run.
 #[derive(Debug, Serialize)]
-struct Phase {
+pub struct Phase {
     name: &'static str,
     group_id: String,
     /// Events (input offsets) committed when the run was stopped.
@@ -158,7 +158,7 @@ struct Phase {
     /// Events and seconds from the first observed commit to the last.
     measured_events: u64,
     measured_seconds: f64,
-    events_per_second: f64,
+    pub events_per_second: f64,
     /// From the cancel to the runner's return: excluded.
     shutdown_seconds: f64,
     transactions_committed: u64,
@@ -257,7 +257,8 @@ pub fn run(args: EnricherArgs) -> anyhow::Result<()> {
             name: "warmup",
             group_id: format!("bench-{run_id}-warmup"),
             kafka: &kafka,
-            topics: &topics,
+            input: &topics.input,
+            dlq: &topics.dlq,
             ends: &ends,
             stop_at: Some(args.warmup_events),
             stall: Duration::from_secs(args.stall_timeout_secs),
@@ -273,7 +274,8 @@ pub fn run(args: EnricherArgs) -> anyhow::Result<()> {
             name: "b1-passthrough",
             group_id: format!("bench-{run_id}-a"),
             kafka: &kafka,
-            topics: &topics,
+            input: &topics.input,
+            dlq: &topics.dlq,
             ends: &ends,
             stop_at: None,
             stall: Duration::from_secs(args.stall_timeout_secs),
@@ -296,7 +298,8 @@ pub fn run(args: EnricherArgs) -> anyhow::Result<()> {
             name: "enricher",
             group_id: format!("bench-{run_id}-b"),
             kafka: &kafka,
-            topics: &topics,
+            input: &topics.input,
+            dlq: &topics.dlq,
             ends: &ends,
             stop_at: None,
             stall: Duration::from_secs(args.stall_timeout_secs),
@@ -341,6 +344,7 @@ pub fn run(args: EnricherArgs) -> anyhow::Result<()> {
         finished_at: chrono::Utc::now(),
         goal: GOAL,
         pass,
+        other_goals: Vec::new(),
         parameters: Parameters {
             events: args.events,
             warmup_events: args.warmup_events,
@@ -367,7 +371,7 @@ pub fn run(args: EnricherArgs) -> anyhow::Result<()> {
 }
 
 /// Eight hex digits, unique enough to keep runs' topics and groups apart.
-fn short_id() -> String {
+pub fn short_id() -> String {
     let id = uuid::Uuid::new_v4().simple().to_string();
     id.chars().take(8).collect()
 }
@@ -407,7 +411,7 @@ fn create_topics(
 
 /// (partition, high watermark) of each input partition: the committed
 /// offsets a run has to reach.
-fn input_ends(
+pub fn input_ends(
     kafka: &KafkaConfig,
     topic: &str,
     partitions: i32,
@@ -425,13 +429,13 @@ fn input_ends(
 }
 
 /// Reads a consumer group's committed offsets without joining the group.
-struct CommittedWatch {
+pub struct CommittedWatch {
     consumer: BaseConsumer,
     partitions: TopicPartitionList,
 }
 
 impl CommittedWatch {
-    fn new(
+    pub fn new(
         kafka: &KafkaConfig,
         group_id: &str,
         topic: &str,
@@ -457,7 +461,7 @@ impl CommittedWatch {
     }
 
     /// Input offsets committed by the group, summed over partitions.
-    fn committed(&self) -> anyhow::Result<u64> {
+    pub fn committed(&self) -> anyhow::Result<u64> {
         let tpl = self
             .consumer
             .committed_offsets(self.partitions.clone(), Duration::from_secs(10))?;
@@ -472,20 +476,22 @@ impl CommittedWatch {
     }
 }
 
-struct PhaseSetup<'a> {
-    name: &'static str,
-    group_id: String,
-    kafka: &'a KafkaConfig,
-    topics: &'a Topics,
-    ends: &'a [(i32, i64)],
+pub struct PhaseSetup<'a> {
+    pub name: &'static str,
+    pub group_id: String,
+    pub kafka: &'a KafkaConfig,
+    /// The input topic and the dead-letter topic of the run.
+    pub input: &'a str,
+    pub dlq: &'a str,
+    pub ends: &'a [(i32, i64)],
     /// Stop once this many events are committed (default: all of the input).
-    stop_at: Option<u64>,
-    stall: Duration,
+    pub stop_at: Option<u64>,
+    pub stall: Duration,
 }
 
 /// Runs `stage` in the runner until the group has committed every input
 /// offset, watching the committed offsets.
-fn run_phase<S: Stage + 'static>(
+pub fn run_phase<S: Stage + 'static>(
     rt: &tokio::runtime::Runtime,
     setup: PhaseSetup<'_>,
     stage: S,
@@ -493,12 +499,7 @@ fn run_phase<S: Stage + 'static>(
 ) -> anyhow::Result<Phase> {
     let all: u64 = setup.ends.iter().map(|(_, h)| *h as u64).sum();
     let target = setup.stop_at.map_or(all, |n| n.min(all));
-    let watch = CommittedWatch::new(
-        setup.kafka,
-        &setup.group_id,
-        &setup.topics.input,
-        setup.ends,
-    )?;
+    let watch = CommittedWatch::new(setup.kafka, &setup.group_id, setup.input, setup.ends)?;
     let registry = prometheus::Registry::new();
     // Metric names take the stage (`scimtrail_bench_…`), series the task.
     let metrics = RunnerMetrics::new(&registry, "bench");
@@ -506,8 +507,8 @@ fn run_phase<S: Stage + 'static>(
         task: setup.name.into(),
         stage: setup.name.into(),
         group_id: setup.group_id.clone(),
-        input_topics: vec![setup.topics.input.clone()],
-        dlq_topic: setup.topics.dlq.clone(),
+        input_topics: vec![setup.input.to_string()],
+        dlq_topic: setup.dlq.to_string(),
     };
     let health = Health::new().task(setup.name);
     let shutdown = CancellationToken::new();
@@ -667,11 +668,11 @@ fn run_phase<S: Stage + 'static>(
     Ok(phase)
 }
 
-fn mib(bytes: u64) -> f64 {
+pub fn mib(bytes: u64) -> f64 {
     bytes as f64 / 1024.0 / 1024.0
 }
 
-fn percent(part: f64, whole: f64) -> f64 {
+pub fn percent(part: f64, whole: f64) -> f64 {
     if whole > 0.0 {
         part * 100.0 / whole
     } else {
@@ -679,7 +680,7 @@ fn percent(part: f64, whole: f64) -> f64 {
     }
 }
 
-fn stage_us_per_event(t: &StageTimes) -> f64 {
+pub fn stage_us_per_event(t: &StageTimes) -> f64 {
     if t.processed > 0 {
         t.process_seconds * 1e6 / t.processed as f64
     } else {
