@@ -280,6 +280,7 @@ pub fn run(args: DetectorStateArgs) -> anyhow::Result<()> {
         started_at,
         finished_at: chrono::Utc::now(),
         goal: GOAL,
+        other_goals: Vec::new(),
         pass,
         parameters: Parameters {
             keys: args.keys,

@@ -17,6 +17,7 @@
 
 mod corpus;
 mod detector;
+mod detector_state;
 mod detector_tasks;
 mod enriched;
 mod host;
@@ -57,6 +58,8 @@ enum Command {
     EnricherState(state::StateArgs),
     /// Detector events/s (default pack) against the passthrough baseline, and alert latency at 1,000 events/s (needs Kafka).
     Detector(detector::DetectorArgs),
+    /// Resident memory per key of the detector's rule state (no Kafka).
+    DetectorState(detector_state::DetectorStateArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -74,5 +77,6 @@ fn main() -> anyhow::Result<()> {
         Command::Enricher(args) => throughput::run(args),
         Command::EnricherState(args) => state::run(args),
         Command::Detector(args) => detector::run(args),
+        Command::DetectorState(args) => detector_state::run(args),
     }
 }

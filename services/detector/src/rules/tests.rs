@@ -864,7 +864,9 @@ fn large_state_entries_are_compressed_and_restore_to_the_same_alerts() {
         .expect("an entry");
     assert_eq!(bytes[0], 2, "a busy key's entry is zstd-compressed");
     let (mut second, _) = engine_with(&yaml, 60_000);
-    second.restore(0, &k, &bytes).unwrap_or_else(|e| panic!("{e}"));
+    second
+        .restore(0, &k, &bytes)
+        .unwrap_or_else(|e| panic!("{e}"));
     split.extend(feed(&mut second, &events[200..]));
     assert_eq!(split, whole);
 }
