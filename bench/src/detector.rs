@@ -23,7 +23,6 @@
 //! batch wait: see [`crate::latency`].
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
@@ -56,37 +55,8 @@ pub struct DetectorArgs {
     /// the latency runs send its first events again).
     #[arg(long, default_value_t = 100_000)]
     events: u64,
-    /// Kafka bootstrap servers.
-    #[arg(
-        long,
-        env = "SCIMTRAIL_BENCH_BROKERS",
-        default_value = "127.0.0.1:9092"
-    )]
-    brokers: String,
-    /// Directory of the result file.
-    #[arg(long, default_value = "bench/results")]
-    out: PathBuf,
-    /// Seed of the traffic generator: the same seed gives the same input.
-    #[arg(long, default_value_t = 1)]
-    seed: u64,
-    /// Partitions of every topic.
-    #[arg(long, default_value_t = 3)]
-    partitions: i32,
-    /// The `scimtrail` CLI whose `gen` makes the traffic (default: next to
-    /// this binary).
-    #[arg(long)]
-    gen_bin: Option<PathBuf>,
-    /// Kafka version to record (default: `<kafka.version>` of
-    /// scripts/kafka-pom.xml, what scripts/kafka runs).
-    #[arg(long)]
-    kafka_version: Option<String>,
-    /// Events a throwaway passthrough run commits before B1, to warm the
-    /// broker up (0: none).
-    #[arg(long, default_value_t = 5_000)]
-    warmup_events: u64,
-    /// Give up when nothing is committed for this many seconds.
-    #[arg(long, default_value_t = 180)]
-    stall_timeout_secs: u64,
+    #[command(flatten)]
+    common: throughput::KafkaRunArgs,
     /// Skip the throughput runs (warm-up, B1, detector); only the latency
     /// runs.
     #[arg(long)]
@@ -294,20 +264,14 @@ fn ratio(a: f64, b: f64) -> f64 {
 /// Runs the benchmark and writes its result file.
 pub fn run(args: DetectorArgs) -> anyhow::Result<()> {
     let started_at = chrono::Utc::now();
-    if args.events == 0 || args.partitions < 1 || args.latency_rate == 0 {
+    if args.events == 0 || args.common.partitions < 1 || args.latency_rate == 0 {
         anyhow::bail!("--events, --partitions and --latency-rate must be positive");
     }
     let settings = latency::parse_settings(&args.latency_settings)?;
-    let gen_bin = match &args.gen_bin {
-        Some(p) => p.clone(),
-        None => std::env::current_exe()?
-            .parent()
-            .map(|d| d.join("scimtrail"))
-            .ok_or_else(|| anyhow::anyhow!("cannot locate this binary's directory"))?,
-    };
+    let gen_bin = args.common.gen_bin()?;
     let run_id = throughput::short_id();
     let kafka = KafkaConfig {
-        brokers: args.brokers.clone(),
+        brokers: args.common.brokers.clone(),
         // Part of the transactional ids: distinct per run so no earlier run
         // can be fenced or fence this one.
         instance_id: Some(format!("bench-{run_id}")),
@@ -320,7 +284,7 @@ pub fn run(args: DetectorArgs) -> anyhow::Result<()> {
         alerts: format!("{prefix}alerts"),
         dlq: format!("{prefix}dlq"),
         internal_prefix: prefix.clone(),
-        partitions: args.partitions,
+        partitions: args.common.partitions,
         replication_factor: 1,
         ..TopicsConfig::default()
     };
@@ -358,20 +322,20 @@ pub fn run(args: DetectorArgs) -> anyhow::Result<()> {
 
     eprintln!(
         "bench: run {run_id} on {}, {} events, {} partitions",
-        args.brokers, args.events, args.partitions
+        args.common.brokers, args.events, args.common.partitions
     );
-    create_topics(&rt, &kafka, &topics, args.partitions)?;
+    create_topics(&rt, &kafka, &topics, args.common.partitions)?;
     detector_tasks::create_internal_topics(&rt, &kafka, &topics_config)?;
     let (input, kept) = enriched::produce(
         &kafka,
         &topics.input,
-        args.partitions,
+        args.common.partitions,
         &gen_bin,
         args.events,
-        args.seed,
+        args.common.seed,
         usize::try_from(keep)?,
     )?;
-    let ends = throughput::input_ends(&kafka, &topics.input, args.partitions)?;
+    let ends = throughput::input_ends(&kafka, &topics.input, args.common.partitions)?;
     let target: u64 = ends.iter().map(|(_, high)| *high as u64).sum();
     if target != input.corpus.events {
         anyhow::bail!(
@@ -391,11 +355,11 @@ pub fn run(args: DetectorArgs) -> anyhow::Result<()> {
         input.with_actor,
     );
 
-    let stall = Duration::from_secs(args.stall_timeout_secs);
+    let stall = Duration::from_secs(args.common.stall_timeout_secs);
     let (warmup, b1, detector) = if args.skip_throughput {
         (None, None, None)
     } else {
-        let warmup = if args.warmup_events > 0 {
+        let warmup = if args.common.warmup_events > 0 {
             let (stage, clock) = Timed::new(Passthrough::new(topics.passthrough.clone()));
             let setup = PhaseSetup {
                 name: "warmup",
@@ -404,7 +368,7 @@ pub fn run(args: DetectorArgs) -> anyhow::Result<()> {
                 input: &topics.input,
                 dlq: &topics.dlq,
                 ends: &ends,
-                stop_at: Some(args.warmup_events),
+                stop_at: Some(args.common.warmup_events),
                 stall,
             };
             Some(throughput::run_phase(&rt, setup, stage, move || {
@@ -447,7 +411,7 @@ pub fn run(args: DetectorArgs) -> anyhow::Result<()> {
     let plan = Plan {
         run_id: &run_id,
         kafka: &kafka,
-        partitions: args.partitions,
+        partitions: args.common.partitions,
         rate: args.latency_rate,
         warmup: plan_warmup,
         window: plan_window,
@@ -530,10 +494,10 @@ pub fn run(args: DetectorArgs) -> anyhow::Result<()> {
         }],
         parameters: Parameters {
             events: args.events,
-            warmup_events: args.warmup_events,
-            seed: args.seed,
-            partitions: args.partitions,
-            brokers: args.brokers.clone(),
+            warmup_events: args.common.warmup_events,
+            seed: args.common.seed,
+            partitions: args.common.partitions,
+            brokers: args.common.brokers.clone(),
             topics,
             batch_max_messages: kafka.batch_max_messages,
             batch_max_wait_ms: kafka.batch_max_wait_ms,
@@ -561,9 +525,9 @@ pub fn run(args: DetectorArgs) -> anyhow::Result<()> {
         figures,
         code: host::Code::probe(),
         machine: host::Machine::probe(),
-        kafka_version: host::kafka_version(args.kafka_version.as_deref()),
+        kafka_version: host::kafka_version(args.common.kafka_version.as_deref()),
     };
-    let path = report.write(&args.out)?;
+    let path = report.write(&args.common.out)?;
     eprintln!("bench: result written to {}", path.display());
     Ok(())
 }

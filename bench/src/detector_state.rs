@@ -231,27 +231,14 @@ pub fn run(args: DetectorStateArgs) -> anyhow::Result<()> {
     progress.finish(args.keys);
     let memory_after = Memory::now()?;
     let n = args.keys as f64;
-    let bytes_per_key = memory_after
-        .rss_bytes
-        .saturating_sub(memory_before.rss_bytes) as f64
-        / n;
-    let peak_bytes_per_key = memory_after
-        .hwm_bytes
-        .saturating_sub(memory_before.rss_bytes) as f64
-        / n;
-    let projection = args.keys != GOAL_KEYS;
-    let rss_for_1m_bytes = if projection {
-        memory_before.rss_bytes as f64 + peak_bytes_per_key * GOAL_KEYS as f64
-    } else {
-        memory_after.hwm_bytes as f64
-    };
+    let growth = host::Growth::of(&memory_before, &memory_after, args.keys, GOAL_KEYS);
     let figures = Figures {
-        rss_for_1m_bytes,
-        rss_for_1m_is_projection: projection,
+        rss_for_1m_bytes: growth.for_goal_bytes,
+        rss_for_1m_is_projection: growth.is_projection,
         memory_before,
         memory_after,
-        bytes_per_key,
-        peak_bytes_per_key,
+        bytes_per_key: growth.bytes_per_unit,
+        peak_bytes_per_key: growth.peak_bytes_per_unit,
         keys_held: engine.state_keys(),
         changelog_entry_bytes_avg: if entries > 0 {
             entry_bytes as f64 / entries as f64
@@ -271,7 +258,7 @@ pub fn run(args: DetectorStateArgs) -> anyhow::Result<()> {
         figures.bytes_per_key,
         figures.keys_held,
         figures.changelog_entry_bytes_avg,
-        if projection { "projected for" } else { "measured at" },
+        if growth.is_projection { "projected for" } else { "measured at" },
         figures.rss_for_1m_bytes / MIB,
         if pass { "PASS" } else { "FAIL" }
     );

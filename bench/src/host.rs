@@ -44,6 +44,36 @@ fn status_kib(text: &str, field: &str) -> anyhow::Result<u64> {
 /// 4.0+), so the peak of one phase is not the peak of an earlier one. Returns
 /// whether the kernel accepted it; when not, the peaks reported are
 /// cumulative since the process started.
+/// Memory growth over `n` units (resources, keys) fed between two readings,
+/// and the resident memory projected for `goal_n` units.
+pub struct Growth {
+    /// (VmRSS after − VmRSS before) / n.
+    pub bytes_per_unit: f64,
+    /// (VmHWM after − VmRSS before) / n.
+    pub peak_bytes_per_unit: f64,
+    /// Measured VmHWM when `n == goal_n`, else `before + peak × goal_n`.
+    pub for_goal_bytes: f64,
+    pub is_projection: bool,
+}
+
+impl Growth {
+    pub fn of(before: &Memory, after: &Memory, n: u64, goal_n: u64) -> Growth {
+        let per = |b: u64| b.saturating_sub(before.rss_bytes) as f64 / n.max(1) as f64;
+        let peak_bytes_per_unit = per(after.hwm_bytes);
+        let is_projection = n != goal_n;
+        Growth {
+            bytes_per_unit: per(after.rss_bytes),
+            peak_bytes_per_unit,
+            for_goal_bytes: if is_projection {
+                before.rss_bytes as f64 + peak_bytes_per_unit * goal_n as f64
+            } else {
+                after.hwm_bytes as f64
+            },
+            is_projection,
+        }
+    }
+}
+
 pub fn reset_peak() -> bool {
     std::fs::write("/proc/self/clear_refs", b"5").is_ok()
 }

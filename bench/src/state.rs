@@ -202,27 +202,19 @@ pub fn run(args: StateArgs) -> anyhow::Result<()> {
     progress.finish(args.resources);
     let memory_after = Memory::now()?;
     let n = args.resources as f64;
-    let bytes_per_resource = memory_after
-        .rss_bytes
-        .saturating_sub(memory_before.rss_bytes) as f64
-        / n;
-    let peak_bytes_per_resource = memory_after
-        .hwm_bytes
-        .saturating_sub(memory_before.rss_bytes) as f64
-        / n;
-    let projection = args.resources != GOAL_RESOURCES;
-    let rss_for_1m_bytes = if projection {
-        memory_before.rss_bytes as f64 + peak_bytes_per_resource * GOAL_RESOURCES as f64
-    } else {
-        memory_after.hwm_bytes as f64
-    };
+    let growth = host::Growth::of(
+        &memory_before,
+        &memory_after,
+        args.resources,
+        GOAL_RESOURCES,
+    );
     let figures = Figures {
-        rss_for_1m_bytes,
-        rss_for_1m_is_projection: projection,
+        rss_for_1m_bytes: growth.for_goal_bytes,
+        rss_for_1m_is_projection: growth.is_projection,
         memory_before,
         memory_after,
-        bytes_per_resource,
-        peak_bytes_per_resource,
+        bytes_per_resource: growth.bytes_per_unit,
+        peak_bytes_per_resource: growth.peak_bytes_per_unit,
         resource_json_bytes_avg: json_bytes as f64 / n,
         packed_state_bytes_avg: if packed_count > 0 {
             packed_bytes as f64 / packed_count as f64
@@ -245,7 +237,7 @@ pub fn run(args: StateArgs) -> anyhow::Result<()> {
         figures.bytes_per_resource,
         figures.resource_json_bytes_avg,
         figures.packed_state_bytes_avg,
-        if projection { "projected for" } else { "measured at" },
+        if growth.is_projection { "projected for" } else { "measured at" },
         figures.rss_for_1m_bytes / 1024.0 / 1024.0,
         if pass { "PASS" } else { "FAIL" }
     );

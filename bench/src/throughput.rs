@@ -63,37 +63,58 @@ pub struct EnricherArgs {
     /// Input events to produce and process.
     #[arg(long, default_value_t = 200_000)]
     events: u64,
+    #[command(flatten)]
+    common: KafkaRunArgs,
+}
+
+/// What every benchmark on a broker takes: where, what input, where the
+/// result goes.
+#[derive(clap::Args, Debug)]
+pub struct KafkaRunArgs {
     /// Kafka bootstrap servers.
     #[arg(
         long,
         env = "SCIMTRAIL_BENCH_BROKERS",
         default_value = "127.0.0.1:9092"
     )]
-    brokers: String,
+    pub brokers: String,
     /// Directory of the result file.
     #[arg(long, default_value = "bench/results")]
-    out: PathBuf,
+    pub out: PathBuf,
     /// Seed of the traffic generator: the same seed gives the same input.
     #[arg(long, default_value_t = 1)]
-    seed: u64,
+    pub seed: u64,
     /// Partitions of every topic.
     #[arg(long, default_value_t = 3)]
-    partitions: i32,
+    pub partitions: i32,
     /// The `scimtrail` CLI whose `gen` makes the traffic (default: next to
     /// this binary).
     #[arg(long)]
-    gen_bin: Option<PathBuf>,
+    pub gen_bin: Option<PathBuf>,
     /// Kafka version to record (default: `<kafka.version>` of
     /// scripts/kafka-pom.xml, what scripts/kafka runs).
     #[arg(long)]
-    kafka_version: Option<String>,
+    pub kafka_version: Option<String>,
     /// Events a throwaway passthrough run commits before B1, to warm the
     /// broker up (0: none).
     #[arg(long, default_value_t = 5_000)]
-    warmup_events: u64,
-    /// Give up when the committed offsets do not move for this many seconds.
+    pub warmup_events: u64,
+    /// Give up when nothing is committed for this many seconds.
     #[arg(long, default_value_t = 180)]
-    stall_timeout_secs: u64,
+    pub stall_timeout_secs: u64,
+}
+
+impl KafkaRunArgs {
+    /// The `scimtrail` CLI to generate traffic with.
+    pub fn gen_bin(&self) -> anyhow::Result<PathBuf> {
+        match &self.gen_bin {
+            Some(p) => Ok(p.clone()),
+            None => std::env::current_exe()?
+                .parent()
+                .map(|d| d.join("scimtrail"))
+                .ok_or_else(|| anyhow::anyhow!("cannot locate this binary's directory")),
+        }
+    }
 }
 
 #[derive(Debug, Serialize)]
@@ -196,19 +217,13 @@ pub struct Phase {
 /// Runs the benchmark and writes its result file.
 pub fn run(args: EnricherArgs) -> anyhow::Result<()> {
     let started_at = chrono::Utc::now();
-    if args.events == 0 || args.partitions < 1 {
+    if args.events == 0 || args.common.partitions < 1 {
         anyhow::bail!("--events and --partitions must be positive");
     }
-    let gen_bin = match &args.gen_bin {
-        Some(p) => p.clone(),
-        None => std::env::current_exe()?
-            .parent()
-            .map(|d| d.join("scimtrail"))
-            .ok_or_else(|| anyhow::anyhow!("cannot locate this binary's directory"))?,
-    };
+    let gen_bin = args.common.gen_bin()?;
     let run_id = short_id();
     let kafka = KafkaConfig {
-        brokers: args.brokers.clone(),
+        brokers: args.common.brokers.clone(),
         // Part of the transactional id: distinct per run so no earlier run
         // can be fenced or fence this one.
         instance_id: Some(format!("bench-{run_id}")),
@@ -228,11 +243,17 @@ pub fn run(args: EnricherArgs) -> anyhow::Result<()> {
 
     eprintln!(
         "bench: run {run_id} on {}, {} events, {} partitions",
-        args.brokers, args.events, args.partitions
+        args.common.brokers, args.events, args.common.partitions
     );
-    create_topics(&rt, &kafka, &topics, args.partitions)?;
-    let input = corpus::produce(&kafka, &topics.input, &gen_bin, args.events, args.seed)?;
-    let ends = input_ends(&kafka, &topics.input, args.partitions)?;
+    create_topics(&rt, &kafka, &topics, args.common.partitions)?;
+    let input = corpus::produce(
+        &kafka,
+        &topics.input,
+        &gen_bin,
+        args.events,
+        args.common.seed,
+    )?;
+    let ends = input_ends(&kafka, &topics.input, args.common.partitions)?;
     let target: u64 = ends.iter().map(|(_, high)| *high as u64).sum();
     if target != input.events {
         anyhow::bail!(
@@ -251,7 +272,7 @@ pub fn run(args: EnricherArgs) -> anyhow::Result<()> {
 
     // Both measured runs find the broker equally warm (JIT, page cache,
     // transaction coordinator), not only the second.
-    let warmup = if args.warmup_events > 0 {
+    let warmup = if args.common.warmup_events > 0 {
         let (stage, clock) = Timed::new(Passthrough::new(topics.passthrough.clone()));
         let setup = PhaseSetup {
             name: "warmup",
@@ -260,8 +281,8 @@ pub fn run(args: EnricherArgs) -> anyhow::Result<()> {
             input: &topics.input,
             dlq: &topics.dlq,
             ends: &ends,
-            stop_at: Some(args.warmup_events),
-            stall: Duration::from_secs(args.stall_timeout_secs),
+            stop_at: Some(args.common.warmup_events),
+            stall: Duration::from_secs(args.common.stall_timeout_secs),
         };
         Some(run_phase(&rt, setup, stage, move || clock.snapshot())?)
     } else {
@@ -278,7 +299,7 @@ pub fn run(args: EnricherArgs) -> anyhow::Result<()> {
             dlq: &topics.dlq,
             ends: &ends,
             stop_at: None,
-            stall: Duration::from_secs(args.stall_timeout_secs),
+            stall: Duration::from_secs(args.common.stall_timeout_secs),
         };
         run_phase(&rt, setup, stage, move || clock.snapshot())?
     };
@@ -302,7 +323,7 @@ pub fn run(args: EnricherArgs) -> anyhow::Result<()> {
             dlq: &topics.dlq,
             ends: &ends,
             stop_at: None,
-            stall: Duration::from_secs(args.stall_timeout_secs),
+            stall: Duration::from_secs(args.common.stall_timeout_secs),
         };
         let mut phase = run_phase(&rt, setup, stage, move || clock.snapshot())?;
         phase.resources_tracked = metrics::gauge(&registry, "scimtrail_enricher_resources_tracked");
@@ -347,10 +368,10 @@ pub fn run(args: EnricherArgs) -> anyhow::Result<()> {
         other_goals: Vec::new(),
         parameters: Parameters {
             events: args.events,
-            warmup_events: args.warmup_events,
-            seed: args.seed,
-            partitions: args.partitions,
-            brokers: args.brokers.clone(),
+            warmup_events: args.common.warmup_events,
+            seed: args.common.seed,
+            partitions: args.common.partitions,
+            brokers: args.common.brokers.clone(),
             topics,
             batch_max_messages: kafka.batch_max_messages,
             batch_max_wait_ms: kafka.batch_max_wait_ms,
@@ -363,9 +384,9 @@ pub fn run(args: EnricherArgs) -> anyhow::Result<()> {
         figures,
         code: host::Code::probe(),
         machine: host::Machine::probe(),
-        kafka_version: host::kafka_version(args.kafka_version.as_deref()),
+        kafka_version: host::kafka_version(args.common.kafka_version.as_deref()),
     };
-    let path = report.write(&args.out)?;
+    let path = report.write(&args.common.out)?;
     eprintln!("bench: result written to {}", path.display());
     Ok(())
 }

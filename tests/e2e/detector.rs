@@ -58,6 +58,10 @@ fn roles(e: EnrichedAuditEvent, roles: &[&str]) -> EnrichedAuditEvent {
     })
 }
 
+fn ip(e: EnrichedAuditEvent, ip: &str) -> EnrichedAuditEvent {
+    with(e, |e| e.event.source.ip = Some(ip.into()))
+}
+
 fn deactivated(e: EnrichedAuditEvent) -> EnrichedAuditEvent {
     with(e, |e| {
         e.flags.push(EventFlag::Deactivated);
@@ -372,7 +376,6 @@ rules:
     description: A principal acting from an IP it has not used within a day.
     new_value: {field: source.ip, lookback: 1d}
 "#;
-    let ip = |e: EnrichedAuditEvent, ip: &str| with(e, |e| e.event.source.ip = Some(ip.into()));
     let events = vec![
         // Learns 10.0.0.1, uses it again, then a new address.
         ip(ev("n1", "okta", "u1", "gh", WEDNESDAY), "10.0.0.1"),
@@ -525,7 +528,6 @@ rules:
 "#;
     let (mut pipeline, file) = detectors("detector-kill9", rules, &[]).await;
     let topic = pipeline.names.enriched.clone();
-    let ip = |e: EnrichedAuditEvent, ip: &str| with(e, |e| e.event.source.ip = Some(ip.into()));
     let change = |i: i64| {
         ip(
             ev(

@@ -77,6 +77,17 @@ impl<T: Send + Sync + 'static> Reloadable<T> {
         (Arc::clone(&guard), self.generation.load(Ordering::Acquire))
     }
 
+    /// The value in use if it was replaced since generation `*seen`, which
+    /// then becomes the current generation: a stage's per-record check.
+    pub fn if_changed(&self, seen: &mut u64) -> Option<Arc<T>> {
+        if !self.changed_since(*seen) {
+            return None;
+        }
+        let (value, generation) = self.snapshot();
+        *seen = generation;
+        Some(value)
+    }
+
     /// Has the value been replaced since generation `seen`?
     pub fn changed_since(&self, seen: u64) -> bool {
         self.generation.load(Ordering::Acquire) != seen

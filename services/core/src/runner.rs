@@ -757,14 +757,9 @@ impl<S: Stage> Runner<S> {
             return Ok(BatchOutcome::Aborted);
         }
         if produce_error.is_none() {
-            match self.send_before_commit() {
-                Ok(counts) => {
-                    for (topic, n) in counts {
-                        *produced.entry(topic).or_default() += n;
-                    }
-                }
-                Err(e) => produce_error = Some(e),
-            }
+            produce_error = self
+                .send_before_commit(&mut |t| *produced.entry(t.to_string()).or_default() += 1)
+                .err();
         }
         let result = match produce_error {
             Some(e) => Err(("produce", e)),
@@ -842,14 +837,10 @@ impl<S: Stage> Runner<S> {
             }
         }
         if failed.is_none() {
-            match self.send_before_commit() {
-                Ok(counts) => {
-                    for (topic, n) in counts {
-                        *produced.entry(topic).or_default() += n;
-                    }
-                }
-                Err(e) => failed = Some(("produce", e)),
-            }
+            failed = self
+                .send_before_commit(&mut |t| *produced.entry(t.to_string()).or_default() += 1)
+                .err()
+                .map(|e| ("produce", e));
         }
         let result = match failed {
             Some(f) => Err(f),
@@ -993,17 +984,16 @@ impl<S: Stage> Runner<S> {
     }
 
     /// Produces one record, waiting (never dropping) while the local queue is full.
-    /// Produces what [`Stage::before_commit`] appends; returns the count per
-    /// topic.
-    fn send_before_commit(&mut self) -> Result<BTreeMap<String, u64>, KafkaError> {
+    /// Produces what [`Stage::before_commit`] appends, calling `produced`
+    /// with the topic of each record sent.
+    fn send_before_commit(&mut self, produced: &mut dyn FnMut(&str)) -> Result<(), KafkaError> {
         let mut out = Vec::new();
         self.stage.before_commit(&mut out);
-        let mut counts: BTreeMap<String, u64> = BTreeMap::new();
         for o in &out {
             self.send_output(o)?;
-            *counts.entry(o.topic.clone()).or_default() += 1;
+            produced(&o.topic);
         }
-        Ok(counts)
+        Ok(())
     }
 
     fn send_output(&self, o: &Output) -> Result<(), KafkaError> {

@@ -180,10 +180,8 @@ impl Stage for Evaluate {
         record: &InputRecord<'_>,
         out: &mut Vec<Output>,
     ) -> Result<(), StageError> {
-        if self.rules.changed_since(self.generation) {
-            let (current, generation) = self.rules.snapshot();
+        if let Some(current) = self.rules.if_changed(&mut self.generation) {
             self.engine.set_rules(current);
-            self.generation = generation;
         }
         let routing = record
             .key

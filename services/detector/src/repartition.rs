@@ -60,10 +60,8 @@ impl Stage for ByKey {
         record: &InputRecord<'_>,
         out: &mut Vec<Output>,
     ) -> Result<(), StageError> {
-        if self.rules.changed_since(self.generation) {
-            let (current, generation) = self.rules.snapshot();
+        if let Some(current) = self.rules.if_changed(&mut self.generation) {
             self.partitionings = Arc::new(current.partitionings());
-            self.generation = generation;
         }
         let mut event = record.decode(&self.codec, "an EnrichedAuditEvent")?;
         // Rules never read the resource snapshots, the HTTP bodies or the
