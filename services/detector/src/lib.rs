@@ -47,6 +47,12 @@ pub fn check_config(config_file: Option<PathBuf>) -> anyhow::Result<()> {
     STARTUP.check::<DetectorConfig>(config_file)
 }
 
+/// Largest rule-state changelog entry (one key's windows, compressed): the
+/// changelog topic's `max.message.bytes` and the rules task's producer's
+/// `message.max.bytes`, unless configured otherwise. Below the consumers'
+/// default `fetch.max.bytes` (50 MB), so a restore reads it.
+pub const MAX_STATE_ENTRY_BYTES: u32 = 32 * 1024 * 1024;
+
 /// Name (after the internal prefix) of the repartition topic.
 pub const BY_KEY: &str = "detector-by-key";
 
@@ -90,6 +96,12 @@ pub async fn run(config_file: Option<PathBuf>) -> anyhow::Result<()> {
     let mut compacted = common.topics.settings.clone();
     compacted.insert("cleanup.policy".into(), "compact".into());
     compacted.remove("retention.ms");
+    // One entry holds a key's whole window: a busy target's error-rate window
+    // can outgrow Kafka's default 1 MB record, and a state entry that cannot
+    // be written fails its transaction again and again.
+    compacted
+        .entry("max.message.bytes".into())
+        .or_insert_with(|| MAX_STATE_ENTRY_BYTES.to_string());
     // Internal topics belong to the detector and are created by it, like a
     // Kafka Streams application's repartition and changelog topics. The
     // changelog must have the repartition topic's partition count: a key's
@@ -165,6 +177,11 @@ pub async fn run(config_file: Option<PathBuf>) -> anyhow::Result<()> {
         rules::EngineMetrics::new(&app.registry),
         usize::try_from(sources).unwrap_or(0),
     );
+    let mut rules_kafka = common.kafka.clone();
+    rules_kafka
+        .producer_properties
+        .entry("message.max.bytes".to_string())
+        .or_insert_with(|| serde_json::Value::from(MAX_STATE_ENTRY_BYTES));
     let evaluate = runner::spawn(
         RunnerSpec {
             task: "rules".into(),
@@ -173,7 +190,7 @@ pub async fn run(config_file: Option<PathBuf>) -> anyhow::Result<()> {
             input_topics: vec![by_key],
             dlq_topic: common.topics.dlq.clone(),
         },
-        common.kafka.clone(),
+        rules_kafka,
         evaluate_stage,
         metrics,
         app.health.task("rules"),
