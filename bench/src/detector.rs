@@ -96,10 +96,8 @@ struct Parameters {
     topics: Topics,
     /// The runner's batching and transaction settings (the services'
     /// defaults), the same for B1 and the detector.
-    batch_max_messages: usize,
-    batch_max_wait_ms: u64,
-    transaction_timeout_ms: u64,
-    statistics_interval_ms: u64,
+    #[serde(flatten)]
+    runner: throughput::RunnerSettings,
     /// What the input's enricher ran with, and the detector's rules and options.
     enricher_config: &'static str,
     enricher_roles: &'static str,
@@ -499,10 +497,7 @@ pub fn run(args: DetectorArgs) -> anyhow::Result<()> {
             partitions: args.common.partitions,
             brokers: args.common.brokers.clone(),
             topics,
-            batch_max_messages: kafka.batch_max_messages,
-            batch_max_wait_ms: kafka.batch_max_wait_ms,
-            transaction_timeout_ms: kafka.transaction_timeout_ms,
-            statistics_interval_ms: kafka.statistics_interval_ms,
+            runner: throughput::RunnerSettings::of(&kafka),
             enricher_config:
                 "EnricherConfig::default() with privileged.groups = [admins, org-owners]",
             enricher_roles: enriched::ROLES,

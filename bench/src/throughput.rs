@@ -117,6 +117,26 @@ impl KafkaRunArgs {
     }
 }
 
+/// The runner's batching and transaction settings a result records.
+#[derive(Debug, Serialize)]
+pub struct RunnerSettings {
+    batch_max_messages: usize,
+    batch_max_wait_ms: u64,
+    transaction_timeout_ms: u64,
+    statistics_interval_ms: u64,
+}
+
+impl RunnerSettings {
+    pub fn of(kafka: &KafkaConfig) -> Self {
+        RunnerSettings {
+            batch_max_messages: kafka.batch_max_messages,
+            batch_max_wait_ms: kafka.batch_max_wait_ms,
+            transaction_timeout_ms: kafka.transaction_timeout_ms,
+            statistics_interval_ms: kafka.statistics_interval_ms,
+        }
+    }
+}
+
 #[derive(Debug, Serialize)]
 struct Parameters {
     events: u64,
@@ -127,10 +147,8 @@ struct Parameters {
     topics: Topics,
     /// The runner's batching and transaction settings (the services'
     /// defaults), the same for both runs.
-    batch_max_messages: usize,
-    batch_max_wait_ms: u64,
-    transaction_timeout_ms: u64,
-    statistics_interval_ms: u64,
+    #[serde(flatten)]
+    runner: RunnerSettings,
     /// Enricher configuration: the defaults (snapshots on, no role directory,
     /// no checkpoint signing key).
     enricher_config: &'static str,
@@ -373,10 +391,7 @@ pub fn run(args: EnricherArgs) -> anyhow::Result<()> {
             partitions: args.common.partitions,
             brokers: args.common.brokers.clone(),
             topics,
-            batch_max_messages: kafka.batch_max_messages,
-            batch_max_wait_ms: kafka.batch_max_wait_ms,
-            transaction_timeout_ms: kafka.transaction_timeout_ms,
-            statistics_interval_ms: kafka.statistics_interval_ms,
+            runner: RunnerSettings::of(&kafka),
             enricher_config: "EnricherConfig::default()",
             poll_interval_ms: POLL.as_millis() as u64,
             build_profile: crate::BUILD_PROFILE,

@@ -490,6 +490,29 @@ rules:
     );
 }
 
+/// The configuration of `topic` as the broker reports it.
+async fn topic_config(topic: &str) -> BTreeMap<String, String> {
+    use rdkafka::admin::{AdminClient, AdminOptions, ResourceSpecifier};
+    let admin: AdminClient<rdkafka::client::DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", brokers())
+        .create()
+        .expect("admin client");
+    let described = admin
+        .describe_configs(&[ResourceSpecifier::Topic(topic)], &AdminOptions::new())
+        .await
+        .expect("describe configs");
+    let resource = described
+        .into_iter()
+        .next()
+        .expect("one resource")
+        .unwrap_or_else(|e| panic!("{topic}: {e}"));
+    resource
+        .entries
+        .into_iter()
+        .filter_map(|e| Some((e.name, e.value?)))
+        .collect()
+}
+
 /// Waits until both detector tasks have committed everything produced so far.
 async fn drained(pipeline: &Pipeline) {
     let names = &pipeline.names;
@@ -527,6 +550,21 @@ rules:
     new_value: {field: source.ip, lookback: 1d}
 "#;
     let (mut pipeline, file) = detectors("detector-kill9", rules, &[]).await;
+    // The state lives in a compacted changelog that takes a busy key's
+    // whole window (up to 32 MiB), as the detector created it.
+    let config = topic_config(&format!(
+        "{}.internal.detector-state",
+        pipeline.names.prefix
+    ))
+    .await;
+    assert_eq!(
+        config.get("cleanup.policy").map(String::as_str),
+        Some("compact")
+    );
+    assert_eq!(
+        config.get("max.message.bytes"),
+        Some(&scimtrail_detector::MAX_STATE_ENTRY_BYTES.to_string())
+    );
     let topic = pipeline.names.enriched.clone();
     let change = |i: i64| {
         ip(

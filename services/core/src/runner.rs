@@ -778,16 +778,7 @@ impl<S: Stage> Runner<S> {
                         latency.observe((now - ts).max(0) as f64 / 1000.0);
                     }
                 }
-                self.metrics
-                    .transactions
-                    .with_label_values(&[&self.spec.task, "committed"])
-                    .inc();
-                for (topic, n) in produced {
-                    self.metrics
-                        .produced
-                        .with_label_values(&[&self.spec.task, &topic])
-                        .inc_by(n);
-                }
+                self.count_committed(produced);
                 for (kind, n) in dead {
                     self.metrics
                         .dead_letters
@@ -853,16 +844,7 @@ impl<S: Stage> Runner<S> {
         match result {
             Ok(()) => {
                 self.stage.commit();
-                self.metrics
-                    .transactions
-                    .with_label_values(&[&self.spec.task, "committed"])
-                    .inc();
-                for (topic, n) in produced {
-                    self.metrics
-                        .produced
-                        .with_label_values(&[&self.spec.task, &topic])
-                        .inc_by(n);
-                }
+                self.count_committed(produced);
                 Ok(())
             }
             Err((context, e)) if classify(&e) == ErrorClass::Fatal => Err(RunnerError::Fatal {
@@ -984,6 +966,20 @@ impl<S: Stage> Runner<S> {
     }
 
     /// Produces one record, waiting (never dropping) while the local queue is full.
+    /// Counts a committed transaction and the records it produced per topic.
+    fn count_committed(&self, produced: impl IntoIterator<Item = (String, u64)>) {
+        self.metrics
+            .transactions
+            .with_label_values(&[&self.spec.task, "committed"])
+            .inc();
+        for (topic, n) in produced {
+            self.metrics
+                .produced
+                .with_label_values(&[&self.spec.task, &topic])
+                .inc_by(n);
+        }
+    }
+
     /// Produces what [`Stage::before_commit`] appends, calling `produced`
     /// with the topic of each record sent.
     fn send_before_commit(&mut self, produced: &mut dyn FnMut(&str)) -> Result<(), KafkaError> {
